@@ -1,0 +1,1 @@
+"""The ``minerflow`` command line."""

@@ -1,0 +1,1 @@
+"""Typed, validated configuration: the workflow input file and the analysis config."""

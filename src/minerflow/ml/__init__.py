@@ -1,0 +1,1 @@
+"""Machine learning: neural estimators, the training loop, the MLModel API."""

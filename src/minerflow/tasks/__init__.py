@@ -1,0 +1,1 @@
+"""law tasks that wire the steps into workflows."""
