@@ -40,6 +40,7 @@ __all__ = [
 
 _NONE = "None"  # MadMiner's placeholder for "no value" in string datasets
 _STRING_DTYPE = "S256"
+_ABSENT = ("doesn't exist", "component not found")
 
 
 @dataclass(frozen=True)
@@ -279,7 +280,7 @@ def _open(path: Path) -> h5py.File:
 
 
 def _reason(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
+    text = " ".join(str(exc.args[0] if exc.args else exc).split())
     return text if len(text) <= 160 else text[:157] + "..."
 
 
@@ -290,25 +291,28 @@ class _Reader:
         self.handle = handle
         self.path = path
 
-    def group(self, name: str, required: bool = True) -> h5py.Group | None:
-        obj = self.handle.get(name)
-        if obj is None:
+    def _lookup(self, key: str, kind: type, what: str, required: bool) -> Any:
+        try:
+            obj = self.handle[key]
+        except KeyError as exc:
+            # h5py reports damaged metadata as KeyError too; only these texts mean "absent"
+            if not any(text in str(exc) for text in _ABSENT):
+                raise InputError(self.path, key, f"{what} (corrupt file: {_reason(exc)})") from None
             if required:
-                raise InputError(self.path, name, "an HDF5 group (missing)")
+                raise InputError(self.path, key, f"{what} (missing)") from None
             return None
-        if not isinstance(obj, h5py.Group):
-            raise InputError(self.path, name, "an HDF5 group, found a dataset")
+        except (OSError, RuntimeError) as exc:
+            raise InputError(self.path, key, f"{what} (corrupt file: {_reason(exc)})") from None
+        if not isinstance(obj, kind):
+            found = "a group" if isinstance(obj, h5py.Group) else "a dataset"
+            raise InputError(self.path, key, f"{what}, found {found}")
         return obj
 
+    def group(self, name: str, required: bool = True) -> h5py.Group | None:
+        return self._lookup(name, h5py.Group, "an HDF5 group", required)
+
     def dataset(self, key: str, required: bool = True) -> h5py.Dataset | None:
-        obj = self.handle.get(key)
-        if obj is None:
-            if required:
-                raise InputError(self.path, key, "a dataset (missing)")
-            return None
-        if not isinstance(obj, h5py.Dataset):
-            raise InputError(self.path, key, "a dataset, found a group")
-        return obj
+        return self._lookup(key, h5py.Dataset, "a dataset", required)
 
     def array(self, key: str, kind: str, ndim: int) -> np.ndarray:
         ds = self.dataset(key)
@@ -319,11 +323,11 @@ class _Reader:
             raise InputError(self.path, key, f"a {ndim}-d dataset, got shape {ds.shape}")
         try:
             return np.asarray(ds[()])
-        except OSError as exc:
+        except (OSError, RuntimeError) as exc:
             raise InputError(self.path, key, f"readable data ({_reason(exc)})") from None
 
     def optional_array(self, key: str, kind: str, ndim: int) -> np.ndarray | None:
-        return self.array(key, kind, ndim) if key in self.handle else None
+        return None if self.dataset(key, required=False) is None else self.array(key, kind, ndim)
 
     def strings(self, key: str, ndim: int = 1) -> np.ndarray:
         raw = self.array(key, "SOU", ndim)
@@ -524,7 +528,7 @@ class EventFile:
         with _open(self.path) as handle:
             try:
                 self.header = _read_header(_Reader(handle, self.path))
-            except OSError as exc:
+            except (OSError, RuntimeError) as exc:
                 raise InputError(
                     self.path, None, f"a readable HDF5 file (corrupt: {_reason(exc)})"
                 ) from None
@@ -593,7 +597,7 @@ class EventFile:
         dataset = handle[key]
         try:
             return dataset[start:stop] if cols is None else dataset[start:stop, :cols]
-        except OSError as exc:
+        except (OSError, RuntimeError) as exc:
             raise InputError(
                 self.path, key, f"readable rows {start}-{stop} (corrupt: {_reason(exc)})"
             ) from None
