@@ -1,0 +1,611 @@
+"""Expected and observed asymptotic limits on a grid of parameter points.
+
+For every grid point θ the extended log-likelihood of a data set is
+
+    log L(θ) = log Pois(n | L·σ(θ))  +  n · Σ_i w_i ℓ_i(θ),
+
+with ``ℓ_i(θ) = log p̂(x_i|θ)`` (or any ``log r̂(x_i|θ, θ_ref)``: the reference drops out of
+differences), event weights ``w_i`` summing to one, ``n`` events and luminosity ``L``. Expected
+limits use the Asimov data set (Cowan, Cranmer, Gross, Vitells, arXiv:1007.1727): the events of
+a Monte-Carlo sample weighted by ``dσ_i(θ_true)/σ(θ_true)`` with ``n = L·σ(θ_true)``, not rounded,
+so the maximum is at θ_true. The test statistic ``q(θ) = −2 [log L(θ) − max_θ' log L(θ')]``
+follows a χ² distribution with as many degrees of freedom as parameters (Wilks), so
+``p(θ) = χ²_sf(q(θ), dof)``; this is MadMiner's ``AsymptoticLimits`` (arXiv:1907.10621, sec. 4).
+
+The modes differ only in ℓ: ``rate`` (none), ``histo`` (histograms of observables), ``ml`` (a
+likelihood-ratio or density estimator), ``sally`` (histograms of an estimated score t̂(x)),
+``sallino`` (1-D histograms of ``h = t̂·Δθ/|Δθ|``, Δθ = θ − θ_ref), ``truth`` (an exact
+log-likelihood, e.g. the toy simulator's). Differences from MadMiner (its quirks, notes sec. 9):
+cross section and Asimov data come from the same events; histograms use the binning of
+:mod:`minerflow.physics.histograms` (bounded MC uncertainty; last-bin cap); the Asimov count is
+not rounded. Work is batched over θ and events, so memory stays bounded on large grids.
+Profiling over nuisance parameters is not implemented.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
+
+import numpy as np
+from scipy import special, stats
+
+from minerflow.errors import InputError
+from minerflow.physics.histograms import (
+    DEFAULT_FLOOR,
+    Histogram,
+    adaptive_edges,
+    bin_index,
+    bin_sums,
+    bin_volumes,
+    log_probabilities,
+)
+
+if TYPE_CHECKING:
+    from minerflow.io.madminer_file import EventFile
+    from minerflow.physics.sampling import Partition
+
+__all__ = [
+    "MODES",
+    "DensityEstimator",
+    "LimitResult",
+    "MorphedEvents",
+    "Morphing",
+    "RatioEstimator",
+    "ScoreEstimator",
+    "expected_limits",
+    "log_poisson",
+    "observed_limits",
+    "p_values",
+    "theta_grid",
+]
+
+Mode = Literal["rate", "histo", "ml", "sally", "sallino", "truth"]
+MODES: tuple[str, ...] = ("rate", "histo", "ml", "sally", "sallino", "truth")
+_SOURCE = "limits"
+LogLikelihood = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+class Morphing(Protocol):
+    """Anything that gives morphing weights and their θ-gradients (e.g. ``Morpher``)."""
+
+    def weights(self, thetas: np.ndarray) -> np.ndarray: ...
+
+    def weight_gradients(self, thetas: np.ndarray) -> np.ndarray: ...
+
+
+@runtime_checkable
+class RatioEstimator(Protocol):
+    """A parameterised ratio estimator: log r̂(x|θ) for all (θ, x) pairs, ``(n_theta, n_x)``."""
+
+    def evaluate_log_likelihood_ratio(
+        self, x: np.ndarray, thetas: np.ndarray, test_all_combinations: bool = ...
+    ) -> tuple[np.ndarray, np.ndarray | None]: ...
+
+
+@runtime_checkable
+class DensityEstimator(Protocol):
+    """A conditional density estimator: log p̂(x|θ) for all (θ, x) pairs, ``(n_theta, n_x)``."""
+
+    def evaluate_log_likelihood(self, x: np.ndarray, thetas: np.ndarray) -> object: ...
+
+
+@runtime_checkable
+class ScoreEstimator(Protocol):
+    """A local score estimator (SALLY): t̂(x) at its reference point, ``(n_x, n_p)``."""
+
+    def evaluate_score(self, x: np.ndarray) -> np.ndarray: ...
+
+
+def theta_grid(
+    ranges: Sequence[tuple[float, float]], resolutions: int | Sequence[int]
+) -> np.ndarray:
+    """Regular grid ``(Π resolutions, n_p)``, first parameter slowest (as MadMiner).
+
+    >>> theta_grid([(-1, 1), (0, 1)], [3, 2]).tolist()
+    [[-1.0, 0.0], [-1.0, 1.0], [0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]]
+    """
+    if isinstance(resolutions, int | np.integer):
+        resolutions = [int(resolutions)] * len(ranges)
+    if len(resolutions) != len(ranges) or not ranges:
+        raise InputError(_SOURCE, "resolutions", f"one per range ({len(ranges)})")
+    axes = []
+    for i, ((lo, hi), n) in enumerate(zip(ranges, resolutions, strict=True)):
+        if n < 1 or not lo <= hi:
+            raise InputError(_SOURCE, f"ranges[{i}]", f"min <= max and resolution >= 1, got {n}")
+        axes.append(np.linspace(lo, hi, int(n)))
+    mesh = np.meshgrid(*axes, indexing="ij")
+    return np.stack([m.ravel() for m in mesh], axis=1)
+
+
+@dataclass(frozen=True, eq=False)
+class MorphedEvents:
+    """Weighted Monte-Carlo events whose weight at any θ comes from morphing.
+
+    ``benchmark_weights`` are already corrected (k-factors, partition fraction), so that
+    ``Σ_i dσ_i(θ)`` estimates the total cross section σ(θ) in pb.
+    """
+
+    observations: np.ndarray
+    benchmark_weights: np.ndarray
+    morpher: Morphing
+    observable_names: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        x, w = self.observations, self.benchmark_weights
+        if x.ndim != 2 or w.ndim != 2 or len(x) != len(w):
+            raise InputError(_SOURCE, "events", f"(n, n_x) and (n, n_b), got {x.shape}, {w.shape}")
+        if self.observable_names and len(self.observable_names) != x.shape[1]:
+            raise InputError(_SOURCE, "observable_names", f"{x.shape[1]} names")
+
+    @classmethod
+    def from_event_file(
+        cls, event_file: EventFile, partition: Partition | None = None
+    ) -> MorphedEvents:
+        """The events of ``partition`` (default: all), weights × k-factors × correction factor.
+
+        With partitions that tile the file (:func:`minerflow.physics.sampling.partitions`), the
+        test partition gives both the Asimov data and σ(θ), the training partition the templates.
+        """
+        from minerflow.io.madminer_file import k_factors
+
+        start, stop = (
+            (0, event_file.n_events)
+            if partition is None
+            else (
+                partition.start,
+                partition.stop,
+            )
+        )
+        factor = 1.0 if partition is None else partition.correction_factor
+        weights = event_file.weights(start, stop)
+        ids = event_file.sampling_benchmarks(start, stop)
+        weights *= (factor * k_factors(event_file.header, ids))[:, None]
+        return cls(
+            observations=event_file.observations(start, stop),
+            benchmark_weights=weights,
+            morpher=event_file.header.morpher(),
+            observable_names=tuple(event_file.header.observable_names),
+        )
+
+    def __len__(self) -> int:
+        return len(self.observations)
+
+    def weights(self, thetas: np.ndarray) -> np.ndarray:
+        """Event weights ``dσ_i(θ)``: ``(n_theta, n_events)``."""
+        return self.morpher.weights(np.atleast_2d(thetas)) @ self.benchmark_weights.T
+
+    def weight_gradients(self, thetas: np.ndarray) -> np.ndarray:
+        """``∇_θ dσ_i(θ)``: ``(n_theta, n_p, n_events)``."""
+        return self.morpher.weight_gradients(np.atleast_2d(thetas)) @ self.benchmark_weights.T
+
+    def cross_sections(self, thetas: np.ndarray) -> np.ndarray:
+        """``σ(θ) = Σ_i dσ_i(θ)`` without forming per-event weights: ``(n_theta,)``."""
+        return self.morpher.weights(np.atleast_2d(thetas)) @ self.benchmark_weights.sum(axis=0)
+
+    def columns(self, names: Sequence[str]) -> np.ndarray:
+        """The observables called ``names``, ``(n_events, len(names))``."""
+        return _columns(self.observations, self.observable_names, names)
+
+
+def _columns(x: np.ndarray, known: Sequence[str], names: Sequence[str]) -> np.ndarray:
+    index = []
+    for name in names:
+        if name not in known:
+            raise InputError(_SOURCE, "observables", f"one of {list(known)}, got {name!r}")
+        index.append(list(known).index(name))
+    return x[:, index]
+
+
+@dataclass(frozen=True, eq=False)
+class LimitResult:
+    """Limits on a grid: the log-likelihood-ratio map, its two terms, p-values and best fit.
+
+    ``kinematic`` is ``n · Σ_i w_i ℓ_i(θ)`` and ``rate`` the Poisson log-probability, both
+    before the maximum is subtracted (zeros where a term is not included);
+    ``log_likelihood_ratio`` is their sum minus its maximum (≤ 0).
+    """
+
+    mode: str
+    grid: np.ndarray
+    log_likelihood_ratio: np.ndarray
+    kinematic: np.ndarray
+    rate: np.ndarray
+    p_values: np.ndarray
+    best_fit_index: int
+    dof: int
+    n_events: float
+    histograms: tuple[Histogram, ...] = field(default=())
+
+    @property
+    def best_fit(self) -> np.ndarray:
+        """The grid point with the largest likelihood."""
+        return self.grid[self.best_fit_index]
+
+    @property
+    def test_statistic(self) -> np.ndarray:
+        """``q(θ) = −2 Δlog L(θ)``."""
+        return -2.0 * self.log_likelihood_ratio
+
+    def allowed(self, confidence_level: float) -> np.ndarray:
+        """Mask of grid points inside the region at ``confidence_level`` (p > 1 − CL)."""
+        return self.p_values > 1.0 - confidence_level
+
+
+def log_poisson(n: float | np.ndarray, mu: np.ndarray) -> np.ndarray:
+    """``log Pois(n|μ) = n log μ − μ − log Γ(n+1)`` for real n ≥ 0 (Asimov counts), −inf for μ ≤ 0.
+
+    >>> float(log_poisson(2, np.array([3.0]))[0]) == float(np.log(9 / 2) - 3)
+    True
+    """
+    mu = np.asarray(mu, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        value = special.xlogy(n, mu) - mu - special.gammaln(np.asarray(n, np.float64) + 1.0)
+    return np.where(mu > 0, value, -np.inf)
+
+
+def p_values(log_likelihood: np.ndarray, dof: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """Subtract the maximum and return ``(Δlog L, p, best index)``; ``p = χ²_sf(−2Δlog L, dof)``.
+
+    >>> round(float(p_values(np.array([0.0, -1.0]), 1)[1][1]), 6)  # q = 2, one dof
+    0.157299
+    """
+    best = int(np.argmax(log_likelihood))
+    delta = log_likelihood - log_likelihood[best]
+    return delta, stats.chi2.sf(-2.0 * delta, dof), best
+
+
+@dataclass(frozen=True)
+class _Data:
+    """The data a likelihood is evaluated on: events, normalised weights, event count."""
+
+    x: np.ndarray
+    weights: np.ndarray
+    n_events: float
+
+
+@dataclass(frozen=True)
+class _Batching:
+    max_pairs: int
+
+    def event_slices(self, n: int) -> list[slice]:
+        step = max(1, min(n, self.max_pairs))
+        return [slice(i, min(i + step, n)) for i in range(0, max(n, 1), step)]
+
+    def theta_slices(self, n_theta: int, n_events: int) -> list[slice]:
+        step = max(1, self.max_pairs // max(1, min(n_events, self.max_pairs)))
+        return [slice(i, min(i + step, n_theta)) for i in range(0, n_theta, step)]
+
+
+def _pointwise_term(
+    evaluate: LogLikelihood, data: _Data, grid: np.ndarray, batching: _Batching, what: str
+) -> np.ndarray:
+    """``Σ_i w_i ℓ_i(θ)`` for ℓ given per (θ, x) pair, batched over θ and events."""
+    out = np.zeros(len(grid))
+    for ts in batching.theta_slices(len(grid), len(data.x)):
+        for es in batching.event_slices(len(data.x)):
+            values = np.asarray(evaluate(data.x[es], grid[ts]), dtype=np.float64)
+            if values.shape != (ts.stop - ts.start, es.stop - es.start):
+                raise InputError(what, "output", f"shape (n_theta, n_x), got {values.shape}")
+            if not np.isfinite(values).all():
+                raise InputError(what, "output", "finite log-likelihood values")
+            out[ts] += values @ data.weights[es]
+    return out
+
+
+def _estimator_function(estimator: object) -> LogLikelihood:
+    """ℓ(x, θ) of a ratio or density estimator (density preferred when it is not a ratio)."""
+    if isinstance(estimator, RatioEstimator):
+
+        def ratio(x: np.ndarray, thetas: np.ndarray) -> np.ndarray:
+            return estimator.evaluate_log_likelihood_ratio(x, thetas, test_all_combinations=True)[0]
+
+        return ratio
+    if isinstance(estimator, DensityEstimator):
+
+        def density(x: np.ndarray, thetas: np.ndarray) -> np.ndarray:
+            value = estimator.evaluate_log_likelihood(x, thetas)
+            return value[0] if isinstance(value, tuple) else value
+
+        return density
+    raise InputError(_SOURCE, "estimator", "a ratio or density estimator for mode 'ml'")
+
+
+@dataclass(frozen=True)
+class _HistogramSettings:
+    bins: int | Sequence[int] | Sequence[np.ndarray] | None
+    max_relative_uncertainty: float
+    keep: bool
+
+
+def _fixed_histogram_term(
+    summary_data: np.ndarray,
+    summary_templates: np.ndarray,
+    data: _Data,
+    templates: MorphedEvents,
+    grid: np.ndarray,
+    settings: _HistogramSettings,
+    batching: _Batching,
+) -> tuple[np.ndarray, tuple[Histogram, ...]]:
+    """``Σ_i w_i log f̂(s(x_i)|θ)`` with one binning of the summary s for the whole grid.
+
+    The binning is adaptive on the templates weighted by the grid average of the normalised
+    weights ``dσ_i(θ)/σ(θ)`` (linear in the benchmark weights, so it costs O(n_grid))."""
+    sigma = templates.cross_sections(grid)
+    if np.any(sigma <= 0):
+        raise InputError(_SOURCE, "cross section", "positive σ(θ) at every grid point")
+    edges = _explicit_edges(settings.bins, summary_templates.shape[1])
+    if edges is None:
+        mean_morphing = (templates.morpher.weights(grid) / sigma[:, None]).mean(axis=0)
+        edges = adaptive_edges(
+            summary_templates,
+            templates.benchmark_weights @ mean_morphing,
+            settings.bins,  # type: ignore[arg-type]
+            settings.max_relative_uncertainty,
+        )
+    n_bins = int(np.prod([len(e) - 1 for e in edges]))
+    template_index = bin_index(summary_templates, edges)
+    data_mass = bin_sums(bin_index(summary_data, edges), n_bins, data.weights)
+    log_volume = np.log(bin_volumes(edges)).ravel()
+    shape = tuple(len(e) - 1 for e in edges)
+    out = np.zeros(len(grid))
+    kept: list[Histogram] = []
+    for ts in batching.theta_slices(len(grid), len(templates)):
+        w = templates.weights(grid[ts])
+        sums = bin_sums(template_index, n_bins, w)
+        out[ts] = (log_probabilities(sums) - log_volume) @ data_mass
+        if settings.keep:
+            sums2 = bin_sums(template_index, n_bins, w**2)
+            kept += [
+                Histogram(edges, s.reshape(shape), s2.reshape(shape), DEFAULT_FLOOR)
+                for s, s2 in zip(sums, sums2, strict=True)
+            ]
+    return out, tuple(kept)
+
+
+def _explicit_edges(
+    bins: int | Sequence[int] | Sequence[np.ndarray] | None, n_dims: int
+) -> tuple[np.ndarray, ...] | None:
+    if bins is None or isinstance(bins, int | np.integer):
+        return None
+    items = list(bins)
+    if all(isinstance(b, int | np.integer) for b in items):
+        return None
+    if len(items) != n_dims:
+        raise InputError(_SOURCE, "bins", f"edges for {n_dims} dimensions, got {len(items)}")
+    return tuple(np.asarray(b, dtype=np.float64) for b in items)
+
+
+def _sallino_term(
+    scores_data: np.ndarray,
+    scores_templates: np.ndarray,
+    data: _Data,
+    templates: MorphedEvents,
+    grid: np.ndarray,
+    theta_ref: np.ndarray,
+    settings: _HistogramSettings,
+    batching: _Batching,
+) -> tuple[np.ndarray, tuple[Histogram, ...]]:
+    """``Σ_i w_i log f̂(h(x_i;θ)|θ)``, ``h = t̂·Δθ/|Δθ|``, a 1-D adaptive binning per θ."""
+    delta = grid - theta_ref
+    norm = np.linalg.norm(delta, axis=1)
+    direction = np.where(
+        (norm > 1e-6)[:, None], delta / np.where(norm > 1e-6, norm, 1.0)[:, None], 0.0
+    )
+    direction[norm <= 1e-6, 0] = 1.0
+    explicit = _explicit_edges(settings.bins, 1)
+    out = np.zeros(len(grid))
+    kept: list[Histogram] = []
+    for ts in batching.theta_slices(len(grid), len(templates)):
+        w = templates.weights(grid[ts])
+        h_templates = scores_templates @ direction[ts].T
+        h_data = scores_data @ direction[ts].T
+        for k in range(ts.stop - ts.start):
+            edges = explicit or adaptive_edges(
+                h_templates[:, k], w[k], settings.bins, settings.max_relative_uncertainty
+            )
+            n_bins = len(edges[0]) - 1
+            sums = bin_sums(bin_index(h_templates[:, k], edges), n_bins, w[k])
+            log_density = log_probabilities(sums) - np.log(bin_volumes(edges))
+            mass = bin_sums(bin_index(h_data[:, k], edges), n_bins, data.weights)
+            out[ts.start + k] = log_density @ mass
+            if settings.keep:
+                sums2 = bin_sums(bin_index(h_templates[:, k], edges), n_bins, w[k] ** 2)
+                kept.append(Histogram(edges, sums, sums2, DEFAULT_FLOOR))
+    return out, tuple(kept)
+
+
+def _limits(
+    mode: str,
+    data: _Data,
+    events: MorphedEvents,
+    grid: np.ndarray,
+    luminosity: float,
+    *,
+    include_xsec: bool,
+    templates: MorphedEvents | None,
+    observables: Sequence[str],
+    bins: int | Sequence[int] | Sequence[np.ndarray] | None,
+    max_relative_uncertainty: float,
+    estimator: object | None,
+    log_likelihood: LogLikelihood | None,
+    theta_ref: np.ndarray | Sequence[float] | None,
+    dof: int | None,
+    max_batch_pairs: int,
+    keep_histograms: bool,
+) -> LimitResult:
+    grid = np.atleast_2d(np.asarray(grid, dtype=np.float64))
+    if mode not in MODES:
+        raise InputError(_SOURCE, "mode", f"one of {list(MODES)}, got {mode!r}")
+    if mode == "rate" and not include_xsec:
+        raise InputError(_SOURCE, "include_xsec", "True for mode 'rate' (nothing else to fit)")
+    if not luminosity > 0:
+        raise InputError(_SOURCE, "luminosity", f"a positive number, got {luminosity}")
+    if max_batch_pairs < 1:
+        raise InputError(_SOURCE, "max_batch_pairs", "a positive integer")
+    batching = _Batching(max_batch_pairs)
+    templates = events if templates is None else templates
+    settings = _HistogramSettings(bins, max_relative_uncertainty, keep_histograms)
+
+    kinematic = np.zeros(len(grid))
+    histograms: tuple[Histogram, ...] = ()
+    if mode == "histo":
+        if not observables:
+            raise InputError(_SOURCE, "observables", "at least one observable name for 'histo'")
+        s_data = _columns(data.x, events.observable_names, observables)
+        s_templates = templates.columns(observables)
+        kinematic, histograms = _fixed_histogram_term(
+            s_data, s_templates, data, templates, grid, settings, batching
+        )
+    elif mode in ("sally", "sallino"):
+        if not isinstance(estimator, ScoreEstimator):
+            raise InputError(_SOURCE, "estimator", f"a score estimator for mode {mode!r}")
+        t_data = np.asarray(estimator.evaluate_score(data.x), dtype=np.float64)
+        t_templates = np.asarray(estimator.evaluate_score(templates.observations), np.float64)
+        if mode == "sally":
+            kinematic, histograms = _fixed_histogram_term(
+                t_data, t_templates, data, templates, grid, settings, batching
+            )
+        else:
+            ref = np.zeros(grid.shape[1]) if theta_ref is None else np.asarray(theta_ref, float)
+            kinematic, histograms = _sallino_term(
+                t_data, t_templates, data, templates, grid, ref, settings, batching
+            )
+    elif mode == "ml":
+        function = _estimator_function(estimator)
+        kinematic = _pointwise_term(function, data, grid, batching, "estimator")
+    elif mode == "truth":
+        if log_likelihood is None:
+            raise InputError(_SOURCE, "log_likelihood", "a callable (x, thetas) for 'truth'")
+        kinematic = _pointwise_term(log_likelihood, data, grid, batching, "log_likelihood")
+    kinematic = data.n_events * kinematic
+
+    rate = np.zeros(len(grid))
+    if include_xsec:
+        rate = log_poisson(data.n_events, luminosity * events.cross_sections(grid))
+    dof = grid.shape[1] if dof is None else int(dof)
+    delta, p, best = p_values(kinematic + rate, dof)
+    return LimitResult(
+        mode=mode,
+        grid=grid,
+        log_likelihood_ratio=delta,
+        kinematic=kinematic,
+        rate=rate,
+        p_values=p,
+        best_fit_index=best,
+        dof=dof,
+        n_events=float(data.n_events),
+        histograms=histograms,
+    )
+
+
+def expected_limits(
+    mode: Mode,
+    events: MorphedEvents,
+    grid: np.ndarray,
+    theta_true: np.ndarray | Sequence[float],
+    luminosity: float,
+    *,
+    include_xsec: bool = True,
+    templates: MorphedEvents | None = None,
+    observables: Sequence[str] = (),
+    bins: int | Sequence[int] | Sequence[np.ndarray] | None = None,
+    max_relative_uncertainty: float = 0.2,
+    estimator: object | None = None,
+    log_likelihood: LogLikelihood | None = None,
+    theta_ref: np.ndarray | Sequence[float] | None = None,
+    dof: int | None = None,
+    max_batch_pairs: int = 1 << 20,
+    keep_histograms: bool = True,
+) -> LimitResult:
+    """Expected limits from the Asimov data set of ``events`` at ``theta_true``.
+
+    ``events`` (the test partition) give the Asimov data, ``w_i = dσ_i(θ_true)/σ(θ_true)``,
+    ``n = L·σ(θ_true)``, and σ(θ) of the rate term. Histogram modes fill their templates from
+    ``templates`` (e.g. the training partition; default ``events``) reweighted to each θ.
+    ``bins``: None (automatic), an int or one int per axis (initial quantile bins, then merged
+    until ``sqrt(Σw²)/Σw <= max_relative_uncertainty`` in every bin), or explicit edges per axis.
+    ``estimator``: ratio/density estimator (``ml``) or score estimator (``sally``, ``sallino``);
+    ``log_likelihood(x, thetas) -> (n_theta, n_x)`` for ``truth``; ``theta_ref`` the reference
+    point of ``sallino`` (default 0). At most ``max_batch_pairs`` (θ, event) pairs are
+    evaluated at once. See the module docstring for the formulas (arXiv:1007.1727, 1907.10621).
+    """
+    theta_true = np.asarray(theta_true, dtype=np.float64).reshape(1, -1)
+    weights = events.weights(theta_true)[0]
+    sigma = float(weights.sum())
+    if not sigma > 0:
+        raise InputError(_SOURCE, "theta_true", f"a point with positive cross section, σ={sigma}")
+    data = _Data(events.observations, weights / sigma, luminosity * sigma)
+    return _limits(
+        mode,
+        data,
+        events,
+        grid,
+        luminosity,
+        include_xsec=include_xsec,
+        templates=templates,
+        observables=observables,
+        bins=bins,
+        max_relative_uncertainty=max_relative_uncertainty,
+        estimator=estimator,
+        log_likelihood=log_likelihood,
+        theta_ref=theta_ref,
+        dof=dof,
+        max_batch_pairs=max_batch_pairs,
+        keep_histograms=keep_histograms,
+    )
+
+
+def observed_limits(
+    mode: Mode,
+    x_observed: np.ndarray,
+    events: MorphedEvents,
+    grid: np.ndarray,
+    luminosity: float,
+    *,
+    n_observed: float | None = None,
+    include_xsec: bool = True,
+    templates: MorphedEvents | None = None,
+    observables: Sequence[str] = (),
+    bins: int | Sequence[int] | Sequence[np.ndarray] | None = None,
+    max_relative_uncertainty: float = 0.2,
+    estimator: object | None = None,
+    log_likelihood: LogLikelihood | None = None,
+    theta_ref: np.ndarray | Sequence[float] | None = None,
+    dof: int | None = None,
+    max_batch_pairs: int = 1 << 20,
+    keep_histograms: bool = True,
+) -> LimitResult:
+    """Limits from observed events ``x_observed`` (equal weights), as :func:`expected_limits`.
+
+    ``n_observed`` (default ``len(x_observed)``) is the count in the Poisson term and scales
+    the kinematic term; ``events`` give σ(θ) and, unless ``templates`` is set, the templates.
+    """
+    x = np.atleast_2d(np.asarray(x_observed, dtype=np.float64))
+    if mode != "rate" and x.shape[1] != events.observations.shape[1]:
+        raise InputError(
+            _SOURCE, "x_observed", f"{events.observations.shape[1]} columns, got {x.shape[1]}"
+        )
+    n = float(len(x)) if n_observed is None else float(n_observed)
+    if n < 0 or (mode != "rate" and len(x) == 0):
+        raise InputError(_SOURCE, "x_observed", "observed events (and n_observed >= 0)")
+    weights = np.full(len(x), 1.0 / max(len(x), 1))
+    return _limits(
+        mode,
+        _Data(x, weights, n),
+        events,
+        grid,
+        luminosity,
+        include_xsec=include_xsec,
+        templates=templates,
+        observables=observables,
+        bins=bins,
+        max_relative_uncertainty=max_relative_uncertainty,
+        estimator=estimator,
+        log_likelihood=log_likelihood,
+        theta_ref=theta_ref,
+        dof=dof,
+        max_batch_pairs=max_batch_pairs,
+        keep_histograms=keep_histograms,
+    )
