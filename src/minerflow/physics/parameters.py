@@ -15,6 +15,7 @@ grow and the event weights become noisy.
 from __future__ import annotations
 
 import math
+import numbers
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -51,15 +52,24 @@ class ThetaOutsideRangeWarning(UserWarning):
     """A parameter point lies outside the header's ``val_range`` of a parameter."""
 
 
+def _is_number(value: Any) -> bool:
+    """A finite real number (numpy scalars included, booleans excluded)."""
+    return (
+        isinstance(value, numbers.Real)
+        and not isinstance(value, bool | np.bool_)
+        and math.isfinite(value)
+    )
+
+
+def _is_list(values: Any) -> bool:
+    return isinstance(values, Sequence | np.ndarray) and not isinstance(values, str | bytes)
+
+
 def _check_prior(shape: Any, p0: Any, p1: Any, source: str, key: str) -> None:
     if shape not in _PRIOR_SHAPES:
         raise InputError(source, key, f"prior_shape 'gaussian' or 'flat', got {shape!r}")
     for name, value in (("prior_param_0", p0), ("prior_param_1", p1)):
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, int | float)
-            or not math.isfinite(value)
-        ):
+        if not _is_number(value):
             raise InputError(source, f"{key}.{name}", f"a finite number, got {value!r}")
     if shape == "gaussian" and not p1 > 0:
         raise InputError(source, key, f"a gaussian prior with std prior_param_1 > 0, got {p1}")
@@ -68,25 +78,20 @@ def _check_prior(shape: Any, p0: Any, p1: Any, source: str, key: str) -> None:
 
 
 def _check_point(values: Any, source: str, key: str, n_parameters: int | None) -> None:
-    if not isinstance(values, Sequence) or isinstance(values, str):
+    if not _is_list(values) or np.ndim(values) != 1:
         raise InputError(source, key, f"a list of numbers, got {values!r}")
-    for value in values:
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, int | float)
-            or not math.isfinite(value)
-        ):
-            raise InputError(source, key, f"finite numbers, got {list(values)!r}")
+    if not all(_is_number(value) for value in values):
+        raise InputError(source, key, f"finite numbers, got {list(values)!r}")
     if n_parameters is not None and len(values) != n_parameters:
         raise InputError(
             source, key, f"{n_parameters} values (one per parameter), got {len(values)}"
         )
-    if not values:
+    if len(values) == 0:
         raise InputError(source, key, "at least one value")
 
 
 def _check_names(names: Any, source: str, key: str) -> None:
-    if isinstance(names, str) or not isinstance(names, Sequence) or not names:
+    if not _is_list(names) or len(names) == 0:
         raise InputError(source, key, f"a non-empty list of benchmark names, got {names!r}")
     if not all(isinstance(n, str) and n for n in names):
         raise InputError(source, key, f"benchmark names as strings, got {list(names)!r}")
@@ -150,7 +155,7 @@ class MorphingPoints:
     values: tuple[tuple[float, ...], ...]
 
     def __post_init__(self) -> None:
-        if isinstance(self.values, str) or not isinstance(self.values, Sequence) or not self.values:
+        if not _is_list(self.values) or len(self.values) == 0:
             raise InputError(
                 _SPEC, "sampling_arg", f"a non-empty list of points, got {self.values!r}"
             )
@@ -340,7 +345,7 @@ def spec_from_mapping(
     if method == "morphing_point":
         _check_point(arg, source, arg_key, n_parameters)
         return MorphingPoint(tuple(arg))
-    if isinstance(arg, str) or not isinstance(arg, Sequence) or not arg:
+    if not _is_list(arg) or len(arg) == 0:
         raise InputError(source, arg_key, f"a non-empty list of points, got {arg!r}")
     for i, point in enumerate(arg):
         _check_point(point, source, f"{arg_key}[{i}]", n_parameters)
@@ -354,7 +359,7 @@ def _random_from_mapping(
     if isinstance(number, bool) or not isinstance(number, int) or number < 1:
         raise InputError(source, f"{key}.sampling_number", f"a positive integer, got {number!r}")
     priors = mapping.get("prior")
-    if isinstance(priors, str) or not isinstance(priors, Sequence):
+    if not _is_list(priors):
         raise InputError(source, f"{key}.prior", f"a list of {n_parameters} priors, got {priors!r}")
     if len(priors) != n_parameters:
         raise InputError(
