@@ -349,6 +349,11 @@ def _replace(key: str, data: np.ndarray):
             "2 definitions",
         ),
         (
+            _replace("parameters/names", np.array([3])),
+            "parameters/names",
+            "strings, got dtype int64",
+        ),
+        (
             _replace("samples/weights", np.array(["a"] * 8, dtype="S3")),
             "samples/weights",
             "a 2-d numeric dataset",

@@ -41,6 +41,13 @@ __all__ = [
 _NONE = "None"  # MadMiner's placeholder for "no value" in string datasets
 _STRING_DTYPE = "S256"
 _ABSENT = ("doesn't exist", "component not found")
+_KINDS = {
+    "SOU": "strings",
+    "iu": "integers",
+    "iub": "integers or booleans",
+    "fiu": "numbers",
+    "f": "a float",
+}
 
 
 @dataclass(frozen=True)
@@ -318,7 +325,7 @@ class _Reader:
         ds = self.dataset(key)
         assert ds is not None
         if ds.dtype.kind not in kind:
-            raise InputError(self.path, key, f"numeric data of kind {kind!r}, got {ds.dtype}")
+            raise InputError(self.path, key, f"{_KINDS[kind]}, got dtype {ds.dtype}")
         if ds.ndim != ndim:
             raise InputError(self.path, key, f"a {ndim}-d dataset, got shape {ds.shape}")
         try:
