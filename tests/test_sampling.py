@@ -183,6 +183,54 @@ def test_local_score_and_more_ratios_are_consistent(reference, rng):
         assert np.isfinite(sample["t_xz0"][i]).all() and np.isfinite(sample["t_xz1"][i]).all()
 
 
+@pytest.fixture(scope="module")
+def toy_file(tmp_path_factory):
+    """A 20 000-event toy file and the latent z of each of its events (same seed)."""
+    from minerflow.physics import toy
+
+    path = toy.write_event_file(tmp_path_factory.mktemp("toy") / "toy.h5", 20_000, seed=3)
+    return path, toy.DEFAULT_TOY.generate(20_000, seed=3).latent
+
+
+def _offsets_per_set(keys, difference):
+    """Mean and spread of ``difference`` within each group of equal ``keys`` rows."""
+    _, groups = np.unique(keys, axis=0, return_inverse=True)
+    groups = groups.reshape(-1)
+    for g in range(groups.max() + 1):
+        rows = groups == g
+        yield difference[rows].mean(axis=0), difference[rows].std(axis=0)
+
+
+def test_joint_quantities_equal_the_toy_truth(toy_file, rng):
+    """Per drawn event, r(x,z) and t(x,z) equal the toy's analytic joint values on its latent z,
+    up to one constant per set: our σ(θ) and ∇σ(θ) are Monte-Carlo sums over the partition's
+    events (as MadMiner's), the toy's are exact. Within a set that offset is the same for every
+    row (spread at float32 rounding) and small."""
+    from minerflow.physics.toy import DEFAULT_TOY
+
+    path, latent = toy_file
+    augmenter = SampleAugmenter(path)
+    prior = RandomMorphingPoints(5, (Prior("gaussian", 0.0, 0.5), Prior("gaussian", 0.0, 0.5)))
+    sample = _quiet(augmenter.sample_train_ratio, prior, SM, 20_000, rng)
+    z = latent[sample["event_index"]]
+    theta0, theta1 = sample["theta0"].astype(float), sample["theta1"].astype(float)
+    log_r = DEFAULT_TOY.joint_log_ratio(z, theta0, theta1, test_all_combinations=False)
+    score = DEFAULT_TOY.joint_score(z, theta0, test_all_combinations=False)
+    keys = np.column_stack([sample["theta0"], sample["y"]])
+    offsets = list(_offsets_per_set(keys, np.log(sample["r_xz"][:, 0].astype(float)) - log_r))
+    assert len(offsets) == 10
+    for mean, spread in offsets:
+        assert spread < 1e-6 and abs(mean) < 0.05
+    for mean, spread in _offsets_per_set(keys, sample["t_xz"] - score):
+        assert (spread < 1e-5).all() and (abs(mean) < 0.1).all()
+    local = _quiet(augmenter.sample_train_density, prior, 5000, rng)
+    truth = DEFAULT_TOY.joint_score(
+        latent[local["event_index"]], local["theta"].astype(float), test_all_combinations=False
+    )
+    for mean, spread in _offsets_per_set(local["theta"], local["t_xz"] - truth):
+        assert (spread < 1e-5).all() and (abs(mean) < 0.1).all()
+
+
 def test_y1_half_uses_the_same_theta0_points(reference, rng):
     sample = _quiet(reference.sample_train_ratio, PRIOR, SM, 2000, rng)
     y = sample["y"][:, 0]
