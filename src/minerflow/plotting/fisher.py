@@ -47,9 +47,9 @@ def fisher_ellipse(
 ) -> np.ndarray:
     """Points (n_points, 2) of the closed curve ``(θ−θ_ref)ᵀ I (θ−θ_ref) = threshold``.
 
-    >>> curve = fisher_ellipse(np.diag([4.0, 1.0]), (0.0, 0.0), 1.0, n_points=5)
-    >>> np.round(curve, 6).tolist()
-    [[0.5, 0.0], [0.0, 1.0], [-0.5, 0.0], [-0.0, -1.0], [0.5, -0.0]]
+    >>> curve = fisher_ellipse(np.diag([4.0, 1.0]), (1.0, 0.0), 1.0)
+    >>> float(curve[:, 0].max()), float(curve[:, 1].max())
+    (1.5, 1.0)
     """
     eigenvalues, eigenvectors = _eigen(information, "fisher_ellipse")
     angle = np.linspace(0.0, 2.0 * np.pi, n_points)

@@ -62,7 +62,8 @@ def _is_kinematic_only(name: str) -> bool:
 
 
 def _base_name(name: str) -> str:
-    return name[:-4] if _is_kinematic_only(name) else name
+    """The method a (possibly kinematics-only) name belongs to, case-insensitively."""
+    return (name[:-4] if _is_kinematic_only(name) else name).lower()
 
 
 def _sigma_width(n_sigma: int) -> float:
@@ -319,9 +320,9 @@ def plot_limit_contours(
 ) -> Figure:
     """Every method's nσ contours on one panel, as the seed MadMiner workflow compares them.
 
-    A name ending in ``-Kin`` (or ``_kin``) is the kinematics-only variant of the method
-    without that suffix (limit without the rate term): it gets the base method's colour and
-    a dashed line. The truth contours are drawn in black when given.
+    A name ending in ``-Kin`` (or ``_kin``) is the kinematics-only variant (limit without the
+    rate term) of the method without that suffix, compared case-insensitively: it gets the
+    base method's colour and a dashed line. The truth contours are drawn in black when given.
     """
     if not p_values:
         raise InputError("plot_limit_contours", "p_values", "at least one method")
