@@ -142,8 +142,10 @@ def plot_output_distributions(
         train_values, train_weights = split_train[name]
         test_values, test_weights = split_test[name]
         heights, _ = weighted_histogram(train_values, train_weights, edges, density=density)
-        ax.stairs(heights, edges, fill=True, color=line_colour, alpha=0.3, gid=f"train:{name}")
-        ax.stairs(heights, edges, color=line_colour, lw=1.8)
+        ax.stairs(
+            heights, edges, fill=True, color=line_colour, alpha=0.25, zorder=1, gid=f"train:{name}"
+        )
+        ax.stairs(heights, edges, color=line_colour, lw=1.8, zorder=2)
         points, errors = weighted_histogram(test_values, test_weights, edges, density=density)
         ax.errorbar(
             centres,
