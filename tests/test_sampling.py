@@ -292,15 +292,24 @@ def test_unweighted_histogram_matches_weighted_distribution(reference_file, rng,
     assert _chi2_pvalue(x[:, 0], other * (dsigma > 0), drawn_x) < 1e-6
 
 
-def test_same_seed_same_sample_whatever_the_chunking(reference_file):
-    """Draws depend on the seed only: one in-memory chunk or 97-event chunks read twice
-    from disk (no cache) give the same events."""
-    whole = SampleAugmenter(reference_file, test_split=0.5)
-    chunked = SampleAugmenter(reference_file, test_split=0.5, chunk_size=97, max_cached_bytes=0)
+@pytest.mark.parametrize("closest", [True, False])
+def test_same_seed_same_sample_whatever_the_chunking(reference_file, monkeypatch, closest):
+    """Draws depend on the seed only: one in-memory chunk, or 97-event chunks read twice from
+    disk (no cache) with the sampling points split into blocks of a few, give the same events."""
+    from minerflow.physics import sampling
+
+    def make(**kwargs):
+        return SampleAugmenter(
+            reference_file, test_split=0.5, sample_only_from_closest_benchmark=closest, **kwargs
+        )
+
+    whole = make()
     a = _quiet(whole.sample_train_ratio, PRIOR, SM, 3000, np.random.default_rng(5))
     b = _quiet(whole.sample_train_ratio, PRIOR, SM, 3000, np.random.default_rng(5))
-    c = _quiet(chunked.sample_train_ratio, PRIOR, SM, 3000, np.random.default_rng(5))
     d = _quiet(whole.sample_train_ratio, PRIOR, SM, 3000, np.random.default_rng(6))
+    monkeypatch.setattr(sampling, "_BLOCK_ELEMENTS", 400)
+    chunked = make(chunk_size=97, max_cached_bytes=0)
+    c = _quiet(chunked.sample_train_ratio, PRIOR, SM, 3000, np.random.default_rng(5))
     for key in a:
         np.testing.assert_array_equal(a[key], b[key])
         np.testing.assert_allclose(a[key], c[key], rtol=1e-6)

@@ -158,6 +158,17 @@ class _Chunk:
     groups: np.ndarray  # sampling benchmark + 1
 
 
+@dataclass(frozen=True)
+class _Picks:
+    """Output buffers of one draw, filled block by block."""
+
+    index: np.ndarray
+    x: np.ndarray
+    weights: np.ndarray
+    n_eff: np.ndarray  # per distinct θ
+    negative: np.ndarray  # per distinct θ: events with dσ_i(θ) < 0
+
+
 def _split_counts(n: int, n_sets: int) -> np.ndarray:
     """``n`` split over ``n_sets`` as evenly as possible (the first ones get one more)."""
     base, extra = divmod(int(n), n_sets)
@@ -209,7 +220,7 @@ class SampleAugmenter:
         self.chunk_size = int(chunk_size)
         self.max_cached_bytes = int(max_cached_bytes)
         self._morpher = self.header.morpher() if self.header.has_morphing else None
-        self._cache: dict[str, list[_Chunk]] = {}
+        self._cache: dict[str, _Chunk] = {}
         self._stats: dict[str, _Stats] = {}
         n_phys = self.header.n_physics_benchmarks
         # k-factor of each group (background, then each physics benchmark)
@@ -217,9 +228,13 @@ class SampleAugmenter:
 
     # ----------------------------------------------------------------------------- reading
     def _chunks(self, partition: Partition) -> Iterator[_Chunk]:
-        """The partition's events in chunks, from memory when it was cached."""
+        """The partition's events in chunks of ``chunk_size``, read from the file.
+
+        A partition that fits in ``max_cached_bytes`` is read once and then served from memory
+        as a single chunk (one pass per draw instead of two).
+        """
         if partition.name in self._cache:
-            yield from self._cache[partition.name]
+            yield self._cache[partition.name]
             return
         n_cols = self.header.n_observables + self.header.n_physics_benchmarks + 1
         cacheable = partition.n_events * n_cols * 8 <= self.max_cached_bytes
@@ -231,14 +246,23 @@ class SampleAugmenter:
             if cacheable:
                 kept.append(item)
             yield item
-        if cacheable:
-            self._cache[partition.name] = kept
+        if cacheable and kept:
+            self._cache[partition.name] = _Chunk(
+                partition.start,
+                np.concatenate([c.x for c in kept]),
+                np.concatenate([c.weights for c in kept]),
+                np.concatenate([c.groups for c in kept]),
+            )
+
+    def _chunk_count(self, partition: Partition) -> int:
+        if partition.name in self._cache:
+            return 1
+        return max(1, -(-partition.n_events // self.chunk_size))
 
     def _partition(self, name: str) -> Partition:
         if name not in self.partitions:
-            raise InputError(
-                "sampling", "partition", f"one of {list(self.partitions)}, got {name!r}"
-            )
+            known = list(self.partitions)
+            raise InputError("sampling", "partition", f"one of {known}, got {name!r}")
         partition = self.partitions[name]
         if partition.n_events == 0:
             raise InputError(
@@ -254,11 +278,15 @@ class SampleAugmenter:
             squares = np.zeros((n_b + 1, n_b, n_b))
             counts = np.zeros(n_b + 1, dtype=np.int64)
             for chunk in self._chunks(partition):
-                for g in np.unique(chunk.groups):
-                    w = chunk.weights[chunk.groups == g]
+                order = np.argsort(chunk.groups, kind="stable")
+                sorted_weights = chunk.weights[order]
+                sizes = np.bincount(chunk.groups, minlength=n_b + 1)
+                bounds = np.concatenate([[0], np.cumsum(sizes)])
+                for g in np.flatnonzero(sizes):
+                    w = sorted_weights[bounds[g] : bounds[g + 1]]
                     sums[g] += w.sum(axis=0)
                     squares[g] += w.T @ w
-                    counts[g] += len(w)
+                counts += sizes
             self._stats[partition.name] = _Stats(sums, squares, counts)
         return self._stats[partition.name]
 
@@ -274,13 +302,27 @@ class SampleAugmenter:
             raise InputError(
                 self.event_file.path, "morphing", f"a morphing group to sample at θ={bad}"
             )
-        return match.argmax(axis=1)[:, None] == np.arange(values.shape[0])[None, :]
+        return (match.argmax(axis=1)[:, None] == np.arange(values.shape[0])[None, :]).astype(float)
 
     def _morph_gradients(self, thetas: np.ndarray) -> np.ndarray:
         """``∂w_b/∂θ`` (n_theta, n_p, n_b); needs the file's morphing group."""
         if self._morpher is None:
             raise InputError(self.event_file.path, "morphing", "a morphing group for t(x,z)")
         return self._morpher.weight_gradients(thetas)
+
+    def _closest(self, thetas: np.ndarray) -> np.ndarray:
+        """Group (benchmark + 1) of the physics benchmark nearest to each θ, among those with
+        generated events; 0 (background only) if no benchmark has events."""
+        n_phys = self.header.n_physics_benchmarks
+        generated = self.header.signal_events
+        if generated is None:
+            generated = self._partition_stats(self.partitions["all"]).counts[1:]
+        values = self.header.benchmark_values[:n_phys]
+        distance = np.linalg.norm(thetas[:, None, :] - values[None], axis=2)
+        distance[:, np.asarray(generated[:n_phys]) <= 0] = np.inf
+        if not np.isfinite(distance).any():
+            return np.zeros(len(thetas), dtype=np.int64)
+        return 1 + distance.argmin(axis=1)
 
     def _coefficients(self, thetas: np.ndarray) -> np.ndarray:
         """Weight factor of each event group for samples drawn at each θ: (n_theta, n_g).
@@ -292,17 +334,24 @@ class SampleAugmenter:
         n_g = self.header.n_physics_benchmarks + 1
         if not self.sample_only_from_closest_benchmark:
             return np.broadcast_to(self._group_k, (len(thetas), n_g)).copy()
-        generated = self.header.signal_events
-        if generated is None:
-            generated = self._partition_stats(self.partitions["all"]).counts[1:]
-        values = self.header.benchmark_values[: n_g - 1]
-        distance = np.linalg.norm(thetas[:, None, :] - values[None], axis=2)
-        distance[:, np.asarray(generated[: n_g - 1]) <= 0] = np.inf
         coefficients = np.zeros((len(thetas), n_g))
         coefficients[:, 0] = 1.0
-        if np.isfinite(distance).any():
-            coefficients[np.arange(len(thetas)), 1 + distance.argmin(axis=1)] = 1.0
+        coefficients[np.arange(len(thetas)), self._closest(thetas)] = 1.0
         return coefficients
+
+    def _populations(self, thetas: np.ndarray) -> list[tuple[np.ndarray | None, np.ndarray]]:
+        """Sampling points grouped by the events they draw from: (groups or None = all, columns).
+
+        Closest-benchmark mode: one population per nearest benchmark (its run + background),
+        so each θ only touches the events it may use. Otherwise all events, k-factored.
+        """
+        if not self.sample_only_from_closest_benchmark:
+            return [(None, np.arange(len(thetas)))]
+        closest = self._closest(thetas)
+        return [
+            (np.unique([0, group]), np.flatnonzero(closest == group))
+            for group in np.unique(closest)
+        ]
 
     # ----------------------------------------------------------------------------- drawing
     def _draw(
@@ -312,17 +361,15 @@ class SampleAugmenter:
 
         Probabilities ``p_i ∝ max(dσ_i(θ), 0)`` over the events the set may use. All distinct
         θ are unweighted together: per chunk of events one matrix product gives ``dσ`` for
-        every θ, a cumulative sum per θ column, and ``searchsorted`` of uniform numbers picks
-        the events. The uniforms are drawn before any pass, so the result does not depend on
-        the chunk size. Rows come back ordered by set.
+        every θ, a cumulative sum per θ, and ``searchsorted`` of uniform numbers picks the
+        events. The uniforms are drawn before any pass and events stay in file order, so the
+        result does not depend on the chunk size. Rows come back ordered by set.
         """
         stats = self._partition_stats(partition)
-        coefficients = self._coefficients(thetas)
         unique, inverse = np.unique(thetas, axis=0, return_inverse=True)
         inverse = inverse.reshape(-1)
         u_weights = self._morph(unique)
-        u_coefficients = self._coefficients(unique)
-        self._check_xsec(unique, u_weights, u_coefficients, stats)
+        self._check_xsec(unique, u_weights, self._coefficients(unique), stats)
         # output rows of each distinct θ, in set order
         starts = np.concatenate([[0], np.cumsum(counts)])
         rows_of = [
@@ -333,69 +380,77 @@ class SampleAugmenter:
         ]
         fractions = [rng.random(len(rows)) for rows in rows_of]
         n_total = int(starts[-1])
-        index = np.empty(n_total, dtype=np.int64)
-        x = np.empty((n_total, self.header.n_observables))
-        weights = np.empty((n_total, self.header.n_physics_benchmarks))
-        n_eff = np.full(len(unique), np.inf)
-        negative = np.zeros(len(unique), dtype=np.int64)
-        chunk_events = min(self.chunk_size, partition.n_events)
-        block = max(1, _BLOCK_ELEMENTS // chunk_events)
-        for lo in range(0, len(unique), block):
-            cols = np.arange(lo, min(lo + block, len(unique)))
-            cols = cols[[len(rows_of[q]) > 0 for q in cols]]
-            if cols.size:
+        out = _Picks(
+            index=np.empty(n_total, dtype=np.int64),
+            x=np.empty((n_total, self.header.n_observables)),
+            weights=np.empty((n_total, self.header.n_physics_benchmarks)),
+            n_eff=np.full(len(unique), np.inf),
+            negative=np.zeros(len(unique), dtype=np.int64),
+        )
+        for groups, columns in self._populations(unique):
+            columns = columns[[len(rows_of[q]) > 0 for q in columns]]
+            n_events = stats.counts.sum() if groups is None else stats.counts[groups].sum()
+            per_chunk = max(1, -(-int(n_events) // self._chunk_count(partition)))
+            block = max(1, _BLOCK_ELEMENTS // per_chunk)
+            for lo in range(0, len(columns), block):
+                cols = columns[lo : lo + block]
                 self._draw_block(
-                    partition, cols, unique, u_weights, u_coefficients, rows_of, fractions,
-                    (index, x, weights), n_eff, negative,
-                )  # fmt: skip
-        self._warn_sample(unique, n_eff, negative, rows_of, partition)
+                    partition, groups, cols, unique, u_weights, rows_of, fractions, out
+                )
+        self._warn_sample(unique, out.n_eff, out.negative, rows_of, partition)
         drawn = [q for q in range(len(unique)) if len(rows_of[q])]
         return _Draw(
-            index=index,
-            x=x,
-            weights=weights,
+            index=out.index,
+            x=out.x,
+            weights=out.weights,
             set_of_row=np.repeat(np.arange(len(thetas)), counts),
-            set_sums=coefficients @ stats.sums,
-            n_effective=float(n_eff[drawn].min()) if drawn else float("inf"),
+            set_sums=self._coefficients(thetas) @ stats.sums,
+            n_effective=float(out.n_eff[drawn].min()) if drawn else float("inf"),
         )
 
     def _draw_block(
         self,
         partition: Partition,
+        groups: np.ndarray | None,
         cols: np.ndarray,
         unique: np.ndarray,
         u_weights: np.ndarray,
-        u_coefficients: np.ndarray,
         rows_of: Sequence[np.ndarray],
         fractions: Sequence[np.ndarray],
-        out: tuple[np.ndarray, np.ndarray, np.ndarray],
-        n_eff: np.ndarray,
-        negative: np.ndarray,
+        out: _Picks,
     ) -> None:
-        """Unweight the θ columns ``cols`` (one or two passes over the partition)."""
-        morph = u_weights[cols].T  # (n_b, n_cols)
-        coef = u_coefficients[cols].T  # (n_g, n_cols)
+        """Unweight the θ columns ``cols`` over the events of ``groups`` (None: all, k-factored).
 
-        def cumulative(chunk: _Chunk, first_pass: bool) -> np.ndarray:
-            dsigma = (chunk.weights @ morph) * coef[chunk.groups]
-            if first_pass:
-                negative[cols] += (dsigma < 0).sum(axis=0)
-                np.maximum(dsigma, 0.0, out=dsigma)
-                np.maximum(largest, dsigma.max(axis=0), out=largest)
-            else:
-                np.maximum(dsigma, 0.0, out=dsigma)
-            return np.cumsum(dsigma, axis=0)
-
-        chunk_totals, kept = [], []
+        One pass over the partition when it is cached (a single chunk), else two: the first
+        gives each chunk's total per θ, the second picks the events.
+        """
+        morph = u_weights[cols]  # (n_cols, n_b)
         largest = np.zeros(len(cols))
+
+        def cumulative(chunk: _Chunk, first_pass: bool) -> tuple[np.ndarray | None, np.ndarray]:
+            rows = None
+            if groups is not None:
+                rows = np.flatnonzero(np.any(chunk.groups[:, None] == groups[None, :], axis=1))
+            weights = chunk.weights if rows is None else chunk.weights[rows]
+            if groups is None:
+                weights = weights * self._group_k[chunk.groups][:, None]
+            dsigma = morph @ weights.T  # (n_cols, n_rows): each θ a contiguous row
+            if first_pass:
+                out.negative[cols] += (dsigma < 0).sum(axis=1)
+            np.maximum(dsigma, 0.0, out=dsigma)
+            if first_pass and dsigma.shape[1]:
+                np.maximum(largest, dsigma.max(axis=1), out=largest)
+            np.cumsum(dsigma, axis=1, out=dsigma)
+            return rows, dsigma
+
+        kept: list[tuple[_Chunk, np.ndarray | None, np.ndarray]] = []
+        chunk_totals = []
         for chunk in self._chunks(partition):
-            cum = cumulative(chunk, first_pass=True)
-            chunk_totals.append(cum[-1])
-            kept.append((chunk, cum))
-        # keep the cumulative sums for the picking pass only if the whole partition is one chunk
-        single = len(kept) == 1
-        if not single:
-            kept.clear()
+            rows, cum = cumulative(chunk, first_pass=True)
+            chunk_totals.append(cum[:, -1] if cum.shape[1] else np.zeros(len(cols)))
+            kept.append((chunk, rows, cum))
+        if len(kept) > 1:  # not cached: free the sums, recompute them chunk by chunk below
+            kept = []
         ends = np.cumsum(chunk_totals, axis=0)  # (n_chunks, n_cols)
         totals = ends[-1]
         if (totals <= 0).any():
@@ -407,29 +462,31 @@ class SampleAugmenter:
                 "a sample there may use",
             )
         with np.errstate(divide="ignore"):
-            n_eff[cols] = totals / largest
+            out.n_eff[cols] = totals / largest
         targets = [fractions[q] * totals[k] for k, q in enumerate(cols)]
         in_chunk = [
             np.searchsorted(ends[:, k], targets[k], side="right").clip(max=len(ends) - 1)
             for k in range(len(cols))
         ]
-        chunks = kept if single else ((c, None) for c in self._chunks(partition))
-        for c, (chunk, cum) in enumerate(chunks):
-            if cum is None:
-                cum = cumulative(chunk, first_pass=False)
+        passes = kept or ((chunk, *cumulative(chunk, False)) for chunk in self._chunks(partition))
+        for c, (chunk, rows, cum) in enumerate(passes):
             offset = ends[c - 1] if c else np.zeros(len(cols))
             for k, q in enumerate(cols):
                 here = np.flatnonzero(in_chunk[k] == c)
                 if not here.size:
                     continue
-                local = np.searchsorted(cum[:, k], targets[k][here] - offset[k], side="right")
-                overflow = local >= len(cum)
+                needles = targets[k][here] - offset[k]
+                order = np.argsort(needles)  # sorted needles: cache-friendly binary search
+                local = np.empty(len(needles), dtype=np.int64)
+                local[order] = np.searchsorted(cum[k], needles[order], side="right")
+                overflow = local >= cum.shape[1]
                 if overflow.any():  # rounding at the chunk's end: take its last positive event
-                    local[overflow] = np.flatnonzero(np.diff(cum[:, k], prepend=0.0) > 0)[-1]
-                rows = rows_of[q][here]
-                out[0][rows] = chunk.start + local
-                out[1][rows] = chunk.x[local]
-                out[2][rows] = chunk.weights[local]
+                    local[overflow] = np.flatnonzero(np.diff(cum[k], prepend=0.0) > 0)[-1]
+                position = local if rows is None else rows[local]
+                target_rows = rows_of[q][here]
+                out.index[target_rows] = chunk.start + position
+                out.x[target_rows] = chunk.x[position]
+                out.weights[target_rows] = chunk.weights[position]
 
     # ----------------------------------------------------------------------------- checks
     def _check_xsec(
