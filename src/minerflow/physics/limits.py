@@ -295,13 +295,7 @@ def _pointwise_term(
 
 
 def _estimator_function(estimator: object) -> LogLikelihood:
-    """ℓ(x, θ) of a ratio or density estimator (density preferred when it is not a ratio)."""
-    if isinstance(estimator, RatioEstimator):
-
-        def ratio(x: np.ndarray, thetas: np.ndarray) -> np.ndarray:
-            return estimator.evaluate_log_likelihood_ratio(x, thetas, test_all_combinations=True)[0]
-
-        return ratio
+    """ℓ(x, θ) of a density estimator (log p̂) or, failing that, a ratio estimator (log r̂)."""
     if isinstance(estimator, DensityEstimator):
 
         def density(x: np.ndarray, thetas: np.ndarray) -> np.ndarray:
@@ -309,6 +303,12 @@ def _estimator_function(estimator: object) -> LogLikelihood:
             return value[0] if isinstance(value, tuple) else value
 
         return density
+    if isinstance(estimator, RatioEstimator):
+
+        def ratio(x: np.ndarray, thetas: np.ndarray) -> np.ndarray:
+            return estimator.evaluate_log_likelihood_ratio(x, thetas, test_all_combinations=True)[0]
+
+        return ratio
     raise InputError(_SOURCE, "estimator", "a ratio or density estimator for mode 'ml'")
 
 
