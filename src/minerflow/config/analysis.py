@@ -109,7 +109,7 @@ class VariableSpec(_Strict):
     x_title: str = ""
     unit: str = "1"
     null_value: float | None = None
-    log_y: bool = False
+    y_log: bool = False
     aux: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -180,7 +180,7 @@ def _build(spec: AnalysisFile, base_dir: Path, source: Path) -> od.Analysis:
         config.add_variable(
             name=vspec.name, expression=vspec.expression or vspec.name,
             binning=_binning(vspec.binning), x_title=vspec.x_title or vspec.name,
-            unit=vspec.unit, null_value=vspec.null_value, log_y=vspec.log_y, aux=dict(vspec.aux),
+            unit=vspec.unit, null_value=vspec.null_value, y_log=vspec.y_log, aux=dict(vspec.aux),
         )  # fmt: skip
     analysis.set_aux("ml_modules", list(spec.ml_modules))
     analysis.set_aux("config_file", str(source))

@@ -153,7 +153,7 @@ def _readable(value: Any) -> str | None:
     if isinstance(value, int | float):
         return repr(value)
     if isinstance(value, str):
-        text = re.sub(r"[^A-Za-z0-9.+-]", "-", value)
+        text = re.sub(r"[^A-Za-z0-9._+-]", "-", value)
         return text[:24] if text else None
     if isinstance(value, list) and 0 < len(value) <= 6:
         parts = [_readable(v) for v in value]
