@@ -38,7 +38,7 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
@@ -156,6 +156,15 @@ class _Chunk:
     x: np.ndarray
     weights: np.ndarray
     groups: np.ndarray  # sampling benchmark + 1
+    _members: dict[tuple[int, ...], np.ndarray] = field(default_factory=dict)
+
+    def rows_in(self, groups: np.ndarray) -> np.ndarray:
+        """Rows (in file order) of the events generated in ``groups``; memoised, since a
+        cached partition is reused by every draw."""
+        key = tuple(int(g) for g in groups)
+        if key not in self._members:
+            self._members[key] = np.flatnonzero(np.isin(self.groups, groups))
+        return self._members[key]
 
 
 @dataclass(frozen=True)
@@ -167,6 +176,12 @@ class _Picks:
     weights: np.ndarray
     n_eff: np.ndarray  # per distinct θ
     negative: np.ndarray  # per distinct θ: events with dσ_i(θ) < 0
+
+
+def _take(array: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``array[rows]`` along the first axis; ``np.take`` is many times faster than fancy
+    indexing for narrow 2-D arrays."""
+    return np.take(array, rows, axis=0)
 
 
 def _split_counts(n: int, n_sets: int) -> np.ndarray:
@@ -279,7 +294,7 @@ class SampleAugmenter:
             counts = np.zeros(n_b + 1, dtype=np.int64)
             for chunk in self._chunks(partition):
                 order = np.argsort(chunk.groups, kind="stable")
-                sorted_weights = chunk.weights[order]
+                sorted_weights = _take(chunk.weights, order)
                 sizes = np.bincount(chunk.groups, minlength=n_b + 1)
                 bounds = np.concatenate([[0], np.cumsum(sizes)])
                 for g in np.flatnonzero(sizes):
@@ -428,10 +443,8 @@ class SampleAugmenter:
         largest = np.zeros(len(cols))
 
         def cumulative(chunk: _Chunk, first_pass: bool) -> tuple[np.ndarray | None, np.ndarray]:
-            rows = None
-            if groups is not None:
-                rows = np.flatnonzero(np.any(chunk.groups[:, None] == groups[None, :], axis=1))
-            weights = chunk.weights if rows is None else chunk.weights[rows]
+            rows = None if groups is None else chunk.rows_in(groups)
+            weights = chunk.weights if rows is None else _take(chunk.weights, rows)
             if groups is None:
                 weights = weights * self._group_k[chunk.groups][:, None]
             dsigma = morph @ weights.T  # (n_cols, n_rows): each θ a contiguous row
@@ -485,8 +498,8 @@ class SampleAugmenter:
                 position = local if rows is None else rows[local]
                 target_rows = rows_of[q][here]
                 out.index[target_rows] = chunk.start + position
-                out.x[target_rows] = chunk.x[position]
-                out.weights[target_rows] = chunk.weights[position]
+                out.x[target_rows] = _take(chunk.x, position)
+                out.weights[target_rows] = _take(chunk.weights, position)
 
     # ----------------------------------------------------------------------------- checks
     def _check_xsec(
@@ -567,16 +580,16 @@ class SampleAugmenter:
         """
         unique, inverse = np.unique(thetas, axis=0, return_inverse=True)
         pick = inverse.reshape(-1)[which]
-        morph = self._morph(unique)[pick]
-        event_weights = draw.weights[rows]
-        set_sums = draw.set_sums[draw.set_of_row[rows]]
+        morph = _take(self._morph(unique), pick)
+        event_weights = _take(draw.weights, rows)
+        set_sums = _take(draw.set_sums, draw.set_of_row[rows])
         dsigma = np.einsum("nb,nb->n", morph, event_weights)
         sigma = np.einsum("nb,nb->n", morph, set_sums)
         with np.errstate(divide="ignore", invalid="ignore"):
             relative = dsigma / sigma
         if not score:
             return relative, None
-        gradient = self._morph_gradients(unique)[pick]
+        gradient = _take(self._morph_gradients(unique), pick)
         with np.errstate(divide="ignore", invalid="ignore"):
             t = (
                 np.einsum("npb,nb->np", gradient, event_weights) / dsigma[:, None]
@@ -597,7 +610,7 @@ class SampleAugmenter:
         counts = _split_counts(n_samples, len(thetas))
         draw = self._draw(self._partition(partition), thetas, counts, rng)
         rows = np.arange(len(draw.index))
-        out = {"x": draw.x, "theta": thetas[draw.set_of_row]}
+        out = {"x": draw.x, "theta": _take(thetas, draw.set_of_row)}
         if score:
             out["t_xz"] = self._relative(draw, thetas, draw.set_of_row, rows, True)[1]
         return self._finish(out, draw.index, draw.n_effective, rng)
@@ -615,7 +628,7 @@ class SampleAugmenter:
         for key, value in arrays.items():
             if value is None:
                 continue
-            value = np.asarray(value)[order]
+            value = _take(np.asarray(value), order)
             out[key] = value.astype(np.float64 if key == "y" else np.float32)
             if key in ("y", "r_xz"):
                 out[key] = out[key].reshape(-1, 1)
@@ -742,9 +755,9 @@ class SampleAugmenter:
             with np.errstate(divide="ignore", invalid="ignore"):
                 r_xz = rel0 / rel1
             values = {
-                "x": draw.x[block_rows],
-                "theta0": numerator[which],
-                "theta1": denominator[which],
+                "x": _take(draw.x, block_rows),
+                "theta0": _take(numerator, which),
+                "theta1": _take(denominator, which),
                 "y": y[block_rows],
                 "r_xz": r_xz,
                 **({"t_xz0": t0, "t_xz1": t1} if more else {"t_xz": t0}),
