@@ -1,18 +1,20 @@
 """Where tensors live: CUDA when present, else the CPU, with an explicit override.
 
-Small dense nets on a few CPU cores are dominated by per-operation overhead, so the CPU
-thread count is kept at the number of physical cores torch reports (never oversubscribed).
+Small dense nets on a few CPU cores are dominated by per-operation overhead, so training
+steps that are too small to parallelise run on one thread (see :func:`training_threads`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 
 import torch
 
 from minerflow.errors import InputError
 
-__all__ = ["configure_cpu_threads", "select_device"]
+__all__ = ["cpu_threads", "select_device", "training_threads"]
 
 _KNOWN = ("auto", "cpu", "cuda", "mps")
 
@@ -46,15 +48,33 @@ def select_device(name: str | torch.device | None = "auto") -> torch.device:
         raise InputError("settings", "device", f"a valid torch device, got {name!r}") from error
 
 
-def configure_cpu_threads(n_threads: int | None = None) -> int:
-    """Set torch's intra-op CPU threads (default: ``MINERFLOW_TORCH_THREADS`` or the CPU count).
+def _cores() -> int:
+    cores = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    return len(cores) if cores else os.cpu_count() or 1
 
-    Returns the number in use. Called once per training; cheap to call again.
+
+def training_threads(batch_size: int, n_weights: int) -> int:
+    """CPU threads for a training step of ``batch_size`` rows through ``n_weights`` weights.
+
+    A step of a small dense net (128 rows x 3x100) is too short to split across threads:
+    OpenMP hand-offs cost more than they save and, on a busy machine, spinning threads slow
+    it down many times over. One thread below ~2e7 multiply-adds per step, all cores above.
+    ``MINERFLOW_TORCH_THREADS`` overrides.
     """
-    if n_threads is None:
-        env = os.environ.get("MINERFLOW_TORCH_THREADS")
-        cores = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
-        n_threads = int(env) if env else (len(cores) if cores else os.cpu_count() or 1)
-    if torch.get_num_threads() != n_threads:
-        torch.set_num_threads(max(1, n_threads))
-    return torch.get_num_threads()
+    env = os.environ.get("MINERFLOW_TORCH_THREADS")
+    if env:
+        return max(1, int(env))
+    return 1 if batch_size * n_weights < 20_000_000 else _cores()
+
+
+@contextlib.contextmanager
+def cpu_threads(n_threads: int) -> Iterator[int]:
+    """Use ``n_threads`` intra-op CPU threads inside the block; restore the previous number."""
+    previous = torch.get_num_threads()
+    if n_threads != previous:
+        torch.set_num_threads(n_threads)
+    try:
+        yield n_threads
+    finally:
+        if torch.get_num_threads() != previous:
+            torch.set_num_threads(previous)

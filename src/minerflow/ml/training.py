@@ -31,6 +31,7 @@ from torch import nn
 
 from minerflow.errors import InputError, MinerflowError
 from minerflow.io.atomic import atomic_path
+from minerflow.ml.device import cpu_threads, training_threads
 
 __all__ = [
     "CHECKPOINT_NAME",
@@ -40,6 +41,7 @@ __all__ = [
     "TrainingSettings",
     "fit",
     "learning_rate",
+    "split_rows",
     "torch_seed",
 ]
 
@@ -200,6 +202,24 @@ def _digest(
     return digest.hexdigest()
 
 
+def split_rows(n_rows: int, validation_split: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted training and validation row indices: a seeded random ``validation_split`` share."""
+    order = np.random.default_rng(seed).permutation(n_rows)
+    n_val = int(validation_split * n_rows)
+    if n_rows - n_val < 1:
+        raise InputError("training data", "x", f"more rows than the validation split, got {n_rows}")
+    return np.sort(order[n_val:]), np.sort(order[:n_val])
+
+
+def _adam(model: nn.Module, settings: TrainingSettings) -> torch.optim.Adam:
+    """Adam (or AMSGrad); the fused kernel when the device has one (3x faster step on CPU)."""
+    options = {"lr": settings.lr, "amsgrad": settings.optimizer == "amsgrad"}
+    try:
+        return torch.optim.Adam(model.parameters(), fused=True, **options)
+    except (RuntimeError, TypeError):
+        return torch.optim.Adam(model.parameters(), **options)
+
+
 def _progress_enabled(settings: TrainingSettings) -> bool:
     return settings.progress if settings.progress is not None else sys.stderr.isatty()
 
@@ -220,10 +240,8 @@ class _Run:
         self.settings = settings
         self.device = device
         n_rows = len(next(iter(arrays.values())))
-        order = np.random.default_rng(settings.seed).permutation(n_rows)
-        n_val = int(settings.validation_split * n_rows)
-        if n_val and n_rows - n_val < 1:
-            raise InputError("training data", "x", "enough rows for the validation split")
+        train_rows, val_rows = split_rows(n_rows, settings.validation_split, settings.seed)
+        n_val = len(val_rows)
 
         def to_device(rows: np.ndarray) -> dict[str, torch.Tensor]:
             return {
@@ -231,14 +249,12 @@ class _Run:
                 for key, values in arrays.items()
             }
 
-        self.train = to_device(np.sort(order[n_val:]))
-        self.validation = to_device(np.sort(order[:n_val])) if n_val else None
+        self.train = to_device(train_rows)
+        self.validation = to_device(val_rows) if n_val else None
         self.n_train = n_rows - n_val
         self.weights = torch.tensor(term_weights, dtype=torch.float32, device=device)
         self.shuffle = torch.Generator().manual_seed(settings.seed + 1)
-        self.optimizer = torch.optim.Adam(
-            model.parameters(), lr=settings.lr, amsgrad=settings.optimizer == "amsgrad"
-        )
+        self.optimizer = _adam(model, settings)
         self.history = TrainingHistory(term_names)
         self.best_state: dict[str, torch.Tensor] | None = None
         self.best_loss = math.inf
@@ -397,6 +413,7 @@ def fit(
     elapsed = run.history.wall_time
     n_steps = math.ceil(run.n_train / settings.batch_size)
     bar = None
+    stack = contextlib.ExitStack()
     if _progress_enabled(settings):
         from tqdm.auto import tqdm
 
@@ -408,7 +425,11 @@ def fit(
             leave=False,
             dynamic_ncols=True,
         )
+    n_weights = sum(p.numel() for p in model.parameters())
+    threads = training_threads(settings.batch_size, n_weights) if device.type == "cpu" else None
     try:
+        if threads is not None:
+            stack.enter_context(cpu_threads(threads))
         for epoch in range(first_epoch, settings.n_epochs):
             if run.history.stopped_early:
                 break
@@ -426,6 +447,7 @@ def fit(
                 with atomic_path(checkpoint) as tmp:
                     torch.save(run.state(fingerprint), tmp)
     finally:
+        stack.close()
         if bar is not None:
             bar.close()
     if settings.early_stopping and run.best_state is not None:
