@@ -13,9 +13,10 @@ the *joint* quantities the SALLY/ALICES/RASCAL family of losses needs
 Speed: one pass over each partition gives the per-group sums ``S_g = Σ w_i`` and
 second moments ``Q_g = Σ w_i w_iᵀ`` (g = generating benchmark), from which every σ(θ), ∇σ(θ)
 and Monte-Carlo uncertainty follows in closed form; the unweighting then evaluates the
-weights of all sampling points of a call at once as one matrix product per event chunk
-(cumulative sums + ``searchsorted``), instead of rescanning the file per θ as MadMiner does.
-A partition that fits in ``max_cached_bytes`` is read once and kept in memory.
+weights of all sampling points of a call that draw from the same events (in closest-benchmark
+mode: one benchmark's run) as one matrix product, then cumulative sums and ``searchsorted``,
+instead of rescanning the file per θ as MadMiner does. A partition that fits in
+``max_cached_bytes`` is read once and kept in memory; larger ones are streamed in chunks.
 
 Decisions where we depart from MadMiner's ``SampleAugmenter`` (each documented where made):
 
@@ -31,6 +32,10 @@ Decisions where we depart from MadMiner's ``SampleAugmenter`` (each documented w
    split would see only the last θ points).
 5. Every output includes ``event_index``, the file row each sample row came from, so it can
    be checked that no training event enters a test sample.
+6. Splits outside [0, 1] are an error (MadMiner silently samples from the whole file).
+
+As in MadMiner, σ(θ) in r and t is the signed sum over the events a sample draws from
+(negative weights included: it is the cross-section estimate), and x, θ, r, t are float32.
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ from minerflow.io.madminer_file import EventFile, k_factors, read_event_file
 from minerflow.physics.parameters import ThetaSpec, resolve_thetas
 
 __all__ = [
+    "LARGE_XSEC_UNCERTAINTY",
     "SMALL_N_EFFECTIVE",
     "Partition",
     "PartitionName",
@@ -269,11 +275,6 @@ class SampleAugmenter:
                 np.concatenate([c.groups for c in kept]),
             )
 
-    def _chunk_count(self, partition: Partition) -> int:
-        if partition.name in self._cache:
-            return 1
-        return max(1, -(-partition.n_events // self.chunk_size))
-
     def _partition(self, name: str) -> Partition:
         if name not in self.partitions:
             known = list(self.partitions)
@@ -404,9 +405,10 @@ class SampleAugmenter:
         )
         for groups, columns in self._populations(unique):
             columns = columns[[len(rows_of[q]) > 0 for q in columns]]
-            n_events = stats.counts.sum() if groups is None else stats.counts[groups].sum()
-            per_chunk = max(1, -(-int(n_events) // self._chunk_count(partition)))
-            block = max(1, _BLOCK_ELEMENTS // per_chunk)
+            n_events = int(stats.counts.sum() if groups is None else stats.counts[groups].sum())
+            if partition.name not in self._cache:
+                n_events = min(n_events, self.chunk_size)
+            block = max(1, _BLOCK_ELEMENTS // max(n_events, 1))
             for lo in range(0, len(columns), block):
                 cols = columns[lo : lo + block]
                 self._draw_block(
