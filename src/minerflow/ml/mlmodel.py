@@ -26,6 +26,7 @@ import abc
 import difflib
 import hashlib
 import importlib
+import importlib.util
 import inspect
 import json
 import math
@@ -53,6 +54,7 @@ __all__ = [
     "load_ml_modules",
     "maybe_import",
     "parse_settings",
+    "read_training_events",
 ]
 
 
@@ -256,14 +258,36 @@ def expand_module_names(names: Iterable[str] | str) -> list[str]:
     return out
 
 
+def _import_file(path: str) -> types.ModuleType:
+    """Import a model file given by path (``ml_modules: examples/toy_classifier.py``)."""
+    from pathlib import Path
+
+    file = Path(path).expanduser().resolve()
+    if not file.is_file():
+        raise InputError("ml_modules", path, "an existing Python file or an importable module")
+    name = f"minerflow_ml_{file.stem}"
+    if name in sys.modules and getattr(sys.modules[name], "__file__", None) == str(file):
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, file)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
 def load_ml_modules(names: Iterable[str] | str) -> list[types.ModuleType]:
     """Import the modules that define models (the ``ml_modules`` option), registering them.
 
-    A module that does not exist raises ``InputError`` naming it and the search path tried;
-    a module that exists but imports a missing library names that library.
+    Entries are module names (brace expansion as in law.cfg) or paths to ``.py`` files.
+    A module that does not exist raises ``InputError`` naming it and the search path
+    tried; a module that exists but imports a missing library names that library.
     """
     modules = []
     for name in expand_module_names(names):
+        if name.endswith(".py"):
+            modules.append(_import_file(name))
+            continue
         try:
             modules.append(importlib.import_module(name))
         except ModuleNotFoundError as err:
@@ -561,3 +585,30 @@ def build_model(
     load_ml_modules(ml_modules)
     settings = parse_settings(parameters) if isinstance(parameters, str) else parameters
     return get_model_cls(name)(analysis_inst, configs=configs, parameters=settings)
+
+
+def read_training_events(
+    input: Mapping[str, Any],
+    config_name: str,
+    dataset_name: str,
+    routes: Iterable[str] | None = None,
+) -> ak.Array:
+    """All training events of one dataset from ``train``'s ``input`` (its fold files joined).
+
+    ``input["events"][config][dataset]`` is the list of per-fold parquet files (targets with a
+    ``path`` or plain paths) of the folds this model trains on; ``routes`` defaults to every
+    column in them.
+    """
+    from pathlib import Path
+
+    from minerflow.io.columnar import ColumnarSource, available_routes, read_columns
+
+    try:
+        entries = input["events"][config_name][dataset_name]
+    except KeyError as err:
+        raise InputError(
+            "train input", f"events.{config_name}.{dataset_name}", "a training dataset"
+        ) from err
+    paths = tuple(Path(getattr(entry, "path", entry)) for entry in entries)
+    wanted = list(routes) if routes is not None else available_routes(paths[0], "parquet")
+    return read_columns(ColumnarSource(dataset_name, paths, "parquet"), wanted)

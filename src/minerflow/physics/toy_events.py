@@ -49,8 +49,8 @@ class ToyProcess:
 
 
 TOY_PROCESSES: dict[str, ToyProcess] = {
-    "signal": ToyProcess("signal", 1, 0.5, 5.0, 70.0, 0.7, 1.2, 40.0, 60.0),
-    "background": ToyProcess("background", 2, 50.0, 3.5, 50.0, 0.9, 0.8, 30.0, 40.0),
+    "signal": ToyProcess("signal", 1, 0.5, 6.0, 75.0, 0.7, 1.4, 45.0, 60.0),
+    "background": ToyProcess("background", 2, 50.0, 3.5, 45.0, 1.0, 0.7, 30.0, 35.0),
 }
 _CHUNK = 200_000
 _LEPTON_MASSES = np.array([0.000511, 0.10566])
