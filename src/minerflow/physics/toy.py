@@ -135,11 +135,6 @@ def _gauss_legendre(lo: float, hi: float, order: int) -> tuple[np.ndarray, np.nd
     return lo + half * (nodes + 1.0), half * weights
 
 
-def _normal_pdf(x: np.ndarray, mean: np.ndarray, width: np.ndarray) -> np.ndarray:
-    z = (x - mean) / width
-    return np.exp(-0.5 * z * z) / (math.sqrt(2.0 * math.pi) * width)
-
-
 def _series(
     coefficients: tuple[float, ...], basis: tuple[float | np.ndarray, ...], n: int
 ) -> np.ndarray:
@@ -151,7 +146,7 @@ def _series(
     return out
 
 
-def fold_angle(phi: np.ndarray) -> np.ndarray:
+def _fold_angle(phi: np.ndarray) -> np.ndarray:
     """Reflect angles back into ``[0, π]`` (Δφ of two jets is unsigned and 2π-periodic)."""
     return np.pi - np.abs(np.pi - np.mod(phi, 2.0 * np.pi))
 
@@ -361,14 +356,18 @@ class ToySimulator:
     def _pt_convolutions(self, x_pt: np.ndarray) -> np.ndarray:
         """``P_m(x) = ∫ base(p) u^{m/2} N(x; p, r p) dp`` for m = 0..4: ``(n, 5)``."""
         p, w = self._pt_nodes
+        inverse_width = 1.0 / (self.pt_resolution * p)
         powers = (p[:, None] / self.pt_scale) ** (np.arange(5)[None, :] / 2.0)
-        powers *= (w * self._base(p))[:, None]
+        powers *= (w * self._base(p) * inverse_width / math.sqrt(2.0 * math.pi))[:, None]
         out = np.empty((len(x_pt), 5))
         for start in range(0, len(x_pt), _CHUNK):
-            block = x_pt[start : start + _CHUNK, None]
-            out[start : start + _CHUNK] = (
-                _normal_pdf(block, p[None, :], self.pt_resolution * p[None, :]) @ powers
-            )
+            # Gaussian exponent (x − p)/(r p) = x/(r p) − 1/r, evaluated in place
+            arg = np.multiply.outer(x_pt[start : start + _CHUNK], inverse_width)
+            arg -= 1.0 / self.pt_resolution
+            np.square(arg, out=arg)
+            arg *= -0.5
+            np.exp(arg, out=arg)
+            out[start : start + _CHUNK] = arg @ powers
         return out
 
     def _pt_factors(self, x_pt: np.ndarray) -> np.ndarray:
@@ -391,27 +390,33 @@ class ToySimulator:
         return self.normalisation * product.reshape(-1, 3, 3) * self._incoherent
 
     @staticmethod
-    def _quadratic(
-        g: np.ndarray, terms: np.ndarray, all_combinations: bool
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """``gᵀ T g`` and ``∇_θ(gᵀ T g) = 2 (T g)_{1:}``: (n_t, n) and (n_t, n, 2), or paired."""
+    def _paired(g: np.ndarray, n: int) -> np.ndarray:
+        """Couplings row-paired with ``n`` events (a single θ is broadcast)."""
+        if len(g) == 1:
+            return np.broadcast_to(g, (n, 3))
+        if len(g) != n:
+            raise InputError(
+                _SOURCE, "thetas", f"one θ per event when not testing all combinations ({n})"
+            )
+        return g
+
+    def _quadratic(self, g: np.ndarray, terms: np.ndarray, all_combinations: bool) -> np.ndarray:
+        """``gᵀ T g``: ``(n_theta, n)`` for all combinations, else ``(n,)`` row-paired."""
         n = len(terms)
         if all_combinations:
             outer = (g[:, :, None] * g[:, None, :]).reshape(len(g), 9)
-            value = outer @ terms.reshape(n, 9).T
-            grad = 2.0 * (g @ terms[:, 1:, :].reshape(2 * n, 3).T).reshape(len(g), n, 2)
-            return value, grad
-        if len(g) == 1:
-            g = np.broadcast_to(g, (n, 3))
-        if len(g) != n:
-            raise InputError(
-                _SOURCE,
-                "thetas",
-                f"one θ per event when not testing all combinations ({len(terms)})",
-            )
-        value = np.einsum("ni,nij,nj->n", g, terms, g)
-        grad = 2.0 * np.einsum("npj,nj->np", terms[:, 1:, :], g)
-        return value, grad
+            return outer @ terms.reshape(n, 9).T
+        g = self._paired(g, n)
+        return np.einsum("ni,nij,nj->n", g, terms, g)
+
+    def _quadratic_gradient(
+        self, g: np.ndarray, terms: np.ndarray, all_combinations: bool
+    ) -> np.ndarray:
+        """``∇_θ(gᵀ T g) = 2 (T g)_{1:}``: ``(n_theta, n, 2)``, else ``(n, 2)`` row-paired."""
+        n = len(terms)
+        if all_combinations:
+            return 2.0 * (g @ terms[:, 1:, :].reshape(2 * n, 3).T).reshape(len(g), n, 2)
+        return 2.0 * np.einsum("npj,nj->np", terms[:, 1:, :], self._paired(g, n))
 
     # ------------------------------------------------------------------ cross sections
 
@@ -428,7 +433,7 @@ class ToySimulator:
 
     def joint_density(self, z: np.ndarray, thetas: np.ndarray) -> np.ndarray:
         """``dσ(z|θ)/(dpT dΔφ)`` in pb/GeV/rad for every θ and latent point: ``(n_theta, n)``."""
-        value, _ = self._quadratic(self._couplings(thetas), self._latent_terms(z), True)
+        value = self._quadratic(self._couplings(thetas), self._latent_terms(z), True)
         return value
 
     def joint_log_ratio(
@@ -447,8 +452,8 @@ class ToySimulator:
             self._couplings(theta0, "theta0"), self._couplings(theta1, "theta1")
         )
         terms = self._latent_terms(z)
-        d0, _ = self._quadratic(g0, terms, test_all_combinations)
-        d1, _ = self._quadratic(g1, terms, test_all_combinations)
+        d0 = self._quadratic(g0, terms, test_all_combinations)
+        d1 = self._quadratic(g1, terms, test_all_combinations)
         xs0 = self.cross_section(g0[:, 1:])
         xs1 = self.cross_section(g1[:, 1:])
         if test_all_combinations:
@@ -463,7 +468,9 @@ class ToySimulator:
         ``(n_theta, n, 2)``, or ``(n, 2)`` with ``θ`` paired to events row by row.
         """
         g = self._couplings(thetas)
-        value, grad = self._quadratic(g, self._latent_terms(z), test_all_combinations)
+        terms = self._latent_terms(z)
+        value = self._quadratic(g, terms, test_all_combinations)
+        grad = self._quadratic_gradient(g, terms, test_all_combinations)
         rate = self.cross_section_gradient(g[:, 1:]) / self.cross_section(g[:, 1:])[:, None]
         if test_all_combinations:
             rate = rate[:, None, :]
@@ -480,10 +487,12 @@ class ToySimulator:
         ``−inf`` outside the support (``Δφ ∉ [0, π]``).
         """
         g = self._couplings(thetas)
-        value, _ = self._quadratic(g, self._observed_terms(x), test_all_combinations)
-        xs = self.cross_section(g[:, 1:])
+        value = self._quadratic(g, self._observed_terms(x), test_all_combinations)
+        log_xs = np.log(self.cross_section(g[:, 1:]))
         with np.errstate(divide="ignore"):
-            return np.log(value) - np.log(xs[:, None] if test_all_combinations else xs)
+            value = np.log(value, out=value)
+        value -= log_xs[:, None] if test_all_combinations else log_xs
+        return value
 
     def log_likelihood_ratio(
         self,
@@ -501,10 +510,13 @@ class ToySimulator:
             self._couplings(theta0, "theta0"), self._couplings(theta1, "theta1")
         )
         terms = self._observed_terms(x)
-        f0, _ = self._quadratic(g0, terms, test_all_combinations)
-        f1, _ = self._quadratic(g1, terms, test_all_combinations)
+        f0 = self._quadratic(g0, terms, test_all_combinations)
+        f1 = self._quadratic(g1, terms, test_all_combinations)
         xs_ratio = np.log(self.cross_section(g0[:, 1:])) - np.log(self.cross_section(g1[:, 1:]))
-        return np.log(f0) - np.log(f1) - (xs_ratio[:, None] if test_all_combinations else xs_ratio)
+        log_r = np.log(f0, out=f0)
+        log_r -= np.log(f1, out=f1)
+        log_r -= xs_ratio[:, None] if test_all_combinations else xs_ratio
+        return log_r
 
     def score(
         self, x: np.ndarray, thetas: np.ndarray, test_all_combinations: bool = True
@@ -514,7 +526,9 @@ class ToySimulator:
         ``(n_theta, n_x, 2)``, or ``(n_x, 2)`` with ``θ`` paired to events row by row.
         """
         g = self._couplings(thetas)
-        value, grad = self._quadratic(g, self._observed_terms(x), test_all_combinations)
+        terms = self._observed_terms(x)
+        value = self._quadratic(g, terms, test_all_combinations)
+        grad = self._quadratic_gradient(g, terms, test_all_combinations)
         rate = self.cross_section_gradient(g[:, 1:]) / self.cross_section(g[:, 1:])[:, None]
         if test_all_combinations:
             rate = rate[:, None, :]
@@ -551,7 +565,7 @@ class ToySimulator:
         """``∫ p(x|θ) dx`` by the observable quadrature (1 up to its accuracy): (n_theta,)."""
         _, weights, terms = self._observed_grid
         g = self._couplings(thetas)
-        value, _ = self._quadratic(g, terms, True)
+        value = self._quadratic(g, terms, True)
         return value @ weights / self.cross_section(g[:, 1:])
 
     def expected_log_likelihood_ratio(
@@ -580,12 +594,12 @@ class ToySimulator:
         xs_true = float(self.cross_section(g_true[:, 1:])[0])
         xs = self.cross_section(g[:, 1:])
         n_expected = luminosity * xs_true
-        f_true, _ = self._quadratic(g_true, terms, True)
+        f_true = self._quadratic(g_true, terms, True)
         density_weights = f_true[0] * weights / xs_true
         log_f_true = np.log(f_true[0])
         kinematic = np.empty(len(g))
         for start in range(0, len(g), 64):
-            f, _ = self._quadratic(g[start : start + 64], terms, True)
+            f = self._quadratic(g[start : start + 64], terms, True)
             kinematic[start : start + 64] = (np.log(f) - log_f_true) @ density_weights
         kinematic = n_expected * (kinematic - np.log(xs / xs_true))
         if not include_xsec:
@@ -640,8 +654,8 @@ class ToySimulator:
             raise InputError(_SOURCE, "theta", "a single parameter point")
         xs = float(self.cross_section(g[:, 1:])[0])
         xs_grad = self.cross_section_gradient(g[:, 1:])[0]
-        value, grad = self._quadratic(g, terms, True)
-        value, grad = value[0], grad[0]
+        value = self._quadratic(g, terms, True)[0]
+        grad = self._quadratic_gradient(g, terms, True)[0]
         mask = value > 0
         t = grad[mask] / value[mask, None] - xs_grad / xs
         info = luminosity * np.einsum("n,ni,nj->ij", weights[mask] * value[mask], t, t)
@@ -736,7 +750,7 @@ class ToySimulator:
         return np.column_stack(
             [
                 z[:, 0] * (1.0 + self.pt_resolution * noise[:, 0]),
-                fold_angle(z[:, 1] + self.phi_resolution * noise[:, 1]),
+                _fold_angle(z[:, 1] + self.phi_resolution * noise[:, 1]),
             ]
         )
 
