@@ -88,7 +88,7 @@ _OBSERVABLE_DEFINITIONS = ("j[0].pt", "abs(j[0].deltaphi(j[1]))")
 
 # SM reference plus a regular pentagon around it: six points on no common conic, so they fix
 # all six quadratic components, and the symmetric layout keeps the morphing matrix well
-# conditioned (condition number ≈ 6.5, max |w_b(θ)| ≈ 1.4 on [-1, 1]²).
+# conditioned (condition number 5.2, morphing weights |w_b(θ)| ≤ 1.72 on [-1, 1]²).
 _PENTAGON_ANGLES = np.pi / 2 + 2 * np.pi * np.arange(5) / 5
 BENCHMARK_NAMES: tuple[str, ...] = ("sm", *(f"pentagon_{k}" for k in range(1, 6)))
 BENCHMARK_VALUES: np.ndarray = np.vstack(
@@ -222,7 +222,7 @@ class ToySimulator:
             np.asarray(self.pt_coefficients)[0, 0] == 0
             or np.asarray(self.phi_coefficients)[0, 0] == 0
         ):
-            raise fail("pt_coefficients", "an SM amplitude A_0 with a constant term")
+            raise fail("pt_coefficients, phi_coefficients", "an SM amplitude A_0 = const + ...")
         values = np.asarray(self.benchmark_values, dtype=np.float64)
         if values.shape != (len(self.benchmark_names), 2):
             raise fail("benchmark_values", f"shape ({len(self.benchmark_names)}, 2)")
@@ -293,15 +293,8 @@ class ToySimulator:
 
     def _base(self, p: np.ndarray) -> np.ndarray:
         """The falling pT spectrum ``base(p) = e^{−(p−p_min)/λ}/λ`` (0 below ``p_min``)."""
-        inside = p >= self.pt_min
-        return (
-            np.where(
-                inside,
-                np.exp(-(np.where(inside, p, self.pt_min) - self.pt_min) / self.pt_decay),
-                0.0,
-            )
-            / self.pt_decay
-        )
+        shifted = p - self.pt_min
+        return np.exp(-np.maximum(shifted, 0.0) / self.pt_decay) * (shifted >= 0) / self.pt_decay
 
     # ------------------------------------------------------------------ θ and term matrices
 
@@ -323,7 +316,7 @@ class ToySimulator:
             raise InputError(_SOURCE, key, f"shape (n_events, 2), got {arr.shape}")
         return arr
 
-    def amplitude_terms(self, z: np.ndarray) -> np.ndarray:
+    def _amplitude_terms(self, z: np.ndarray) -> np.ndarray:
         """``A_i(z) = a_i(pT) b_i(Δφ)`` for latent points ``z`` (n, 2): ``(3, n)``, term-major.
 
         Term-major because every use contracts over the three terms (``g(θ)ᵀ A``), which is a
@@ -342,13 +335,13 @@ class ToySimulator:
 
     def squared_amplitude(self, z: np.ndarray, thetas: np.ndarray) -> np.ndarray:
         """``D(z|θ) = A(z|θ)² + η A_0(z)²`` (dimensionless): ``(n_theta, n)``."""
-        amp = self.amplitude_terms(z)
+        amp = self._amplitude_terms(z)
         return (self._couplings(thetas) @ amp) ** 2 + self.incoherent_fraction * amp[0] ** 2
 
     def _latent_terms(self, z: np.ndarray) -> np.ndarray:
         """``M(z)`` (n, 3, 3) with ``dσ(z|θ) = gᵀ M(z) g`` per unit pT and Δφ (pb/GeV/rad)."""
         z = self._points(z, "z")
-        amp = self.amplitude_terms(z).T
+        amp = self._amplitude_terms(z).T
         inside = (z[:, 1] >= 0) & (z[:, 1] <= np.pi)
         scale = np.where(inside, self.normalisation * self._base(z[:, 0]) / np.pi, 0.0)
         return scale[:, None, None] * self._incoherent * amp[:, :, None] * amp[:, None, :]
