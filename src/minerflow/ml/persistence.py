@@ -52,6 +52,10 @@ WEIGHTS_FILE = "weights.pt"
 ESTIMATOR_TYPES: dict[str, str] = {
     "parameterized_ratio": "minerflow.ml.ratio:ParameterizedRatioEstimator",
     "score": "minerflow.ml.score:ScoreEstimator",
+    "double_parameterized_ratio": "minerflow.ml.double_ratio:DoubleParameterizedRatioEstimator",
+    "quadratic_ratio": "minerflow.ml.quadratic:QuadraticRatioEstimator",
+    "likelihood": "minerflow.ml.density:LikelihoodEstimator",
+    "ensemble": "minerflow.ml.ensemble:Ensemble",
 }
 
 # MadMiner activation names -> ours; MadMiner's "sigmoid" was in fact a ReLU.
