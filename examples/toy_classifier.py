@@ -10,6 +10,7 @@ Name this file in the analysis config's ``ml_modules`` (or ``--ml-modules``) and
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,7 @@ class ToyClassifier(MLModel):
     epochs = 10
     batch_size = 1024
     learning_rate = 3e-3
+    validation_fraction = 0.1
     hidden = (64, 64)
     dataset_names = ("signal", "background")
     signal_datasets = ("signal",)
@@ -98,31 +100,43 @@ class ToyClassifier(MLModel):
         w = np.concatenate(ws).astype(np.float32) * len(x) / len(self.dataset_names)
         mean, std = x.mean(axis=0), x.std(axis=0) + 1e-6
         torch.manual_seed(task.fold)
-        net = self._network()
-        optimizer = torch.optim.Adam(net.parameters(), lr=self.learning_rate)
+        generator = np.random.default_rng(task.fold)
+        is_val = generator.random(len(x)) < self.validation_fraction
         tx = torch.from_numpy((x - mean) / std)
         ty, tw = torch.from_numpy(y), torch.from_numpy(w)
-        losses = []
+        train_idx = torch.from_numpy(np.flatnonzero(~is_val))
+        val_idx = torch.from_numpy(np.flatnonzero(is_val))
+        net = self._network()
+        optimizer = torch.optim.Adam(net.parameters(), lr=self.learning_rate)
+
+        def weighted_loss(idx: Any) -> Any:
+            logits = net(tx[idx]).squeeze(1)
+            return torch.nn.functional.binary_cross_entropy_with_logits(
+                logits, ty[idx], weight=tw[idx]
+            )
+
+        history: dict[str, dict[str, list[float]]] = {"train": {"loss": []}}
+        history["validation"] = {"loss": []}
         for _ in range(self.epochs):
-            order = torch.randperm(len(tx))
+            net.train()
+            order = train_idx[torch.randperm(len(train_idx))]
             total = 0.0
-            for start in range(0, len(tx), self.batch_size):
+            for start in range(0, len(order), self.batch_size):
                 idx = order[start : start + self.batch_size]
-                logits = net(tx[idx]).squeeze(1)
-                loss = torch.nn.functional.binary_cross_entropy_with_logits(
-                    logits, ty[idx], weight=tw[idx]
-                )
+                loss = weighted_loss(idx)
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
                 total += float(loss.detach()) * len(idx)
-            losses.append(total / len(tx))
+            history["train"]["loss"].append(total / max(len(order), 1))
+            net.eval()
+            with torch.no_grad():
+                history["validation"]["loss"].append(float(weighted_loss(val_idx)))
         directory = Path(output.path)
         directory.mkdir(parents=True, exist_ok=True)
-        torch.save(
-            {"state": net.state_dict(), "mean": mean, "std": std, "losses": losses},
-            directory / "model.pt",
-        )
+        torch.save({"state": net.state_dict(), "mean": mean, "std": std}, directory / "model.pt")
+        # the per-epoch curves the framework logs to MLflow and plots (docs/mlmodel.md)
+        (directory / "history.json").write_text(json.dumps(history))
 
     def open_model(self, target: Any) -> Any:
         saved = torch.load(Path(target.path) / "model.pt", weights_only=False)
