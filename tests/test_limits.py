@@ -11,20 +11,28 @@ our semantics match. Where we differ on purpose the test says so:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
-from scipy import special, stats
+from scipy import optimize, special, stats
 
 from minerflow.errors import InputError
-from minerflow.io.madminer_file import k_factors, read_event_file
+from minerflow.io.madminer_file import (
+    NuisanceParameter,
+    Systematic,
+    k_factors,
+    read_event_file,
+    write_event_file,
+)
 from minerflow.physics import toy
 from minerflow.physics.histograms import bin_index, bin_sums, bin_volumes
 from minerflow.physics.limits import (
     MorphedEvents,
+    NuisanceEffects,
     expected_limits,
     log_poisson,
     observed_limits,
@@ -368,3 +376,115 @@ def test_bad_settings_are_one_line_errors(dummy: dict) -> None:
         expected_limits("rate", test, grid, [0, 0], -1.0)
     with pytest.raises(InputError, match="resolutions"):
         theta_grid([(-1, 1)], [3, 3])
+
+
+def test_nuisance_coefficients_through_the_shifted_weights() -> None:
+    reference = np.array([1.0, 2.0, 0.0])
+    a, b = np.array([0.2, -0.5, 0.1]), np.array([0.05, 0.3, 0.0])
+    up, down = reference * np.exp(a + b), reference * np.exp(-a + b)
+    effects = NuisanceEffects.from_weights(
+        ["two", "one"],
+        reference,
+        np.column_stack([up, up]),
+        np.column_stack([down, np.full(3, np.nan)]),
+    )
+    np.testing.assert_allclose(effects.linear[:2, 0], a[:2], rtol=1e-12)
+    np.testing.assert_allclose(effects.quadratic[:2, 0], b[:2], rtol=1e-12)
+    np.testing.assert_allclose(effects.linear[:2, 1], (a + b)[:2], rtol=1e-12)  # log(w₊/w₀)
+    assert effects.quadratic[:, 1].tolist() == [0.0, 0.0, 0.0]
+    assert effects.linear[2].tolist() == [0.0, 0.0]  # zero reference weight: no effect
+    np.testing.assert_allclose(
+        effects.log_factors(np.array([[2.0, -1.0]]))[0, :2],
+        (2 * a + 4 * b - (a + b))[:2],
+        rtol=1e-12,
+    )
+
+
+def _with_norm_systematic(reference_file: Path, tmp_path: Path, size: float) -> Path:
+    """The reference file plus one normalisation nuisance benchmark: w₊ = (1 + size) w_sm."""
+    source = read_event_file(reference_file)
+    header = source.header
+    name = "norm_nuisance_param_0_benchmark_0"
+    extended = dataclasses.replace(
+        header,
+        benchmark_names=(*header.benchmark_names, name),
+        benchmark_values=np.vstack([header.benchmark_values, np.zeros((1, 2))]),
+        benchmark_is_nuisance=np.append(header.benchmark_is_nuisance, True),
+        benchmark_is_reference=np.append(header.benchmark_is_reference, False),
+        systematics=(Systematic("norm", "norm", str(size), None),),
+        nuisance_parameters=(NuisanceParameter("nuisance_param_0", "norm", name, None),),
+    )
+    weights = source.weights()
+    weights = np.column_stack([weights, (1 + size) * weights[:, 0]])
+    path = tmp_path / "with_nuisance.h5"
+    write_event_file(path, extended, source.observations(), weights, source.sampling_benchmarks())
+    return path
+
+
+def test_profiled_rate_equals_a_one_dimensional_fit(reference_file: Path, tmp_path: Path) -> None:
+    events = read_event_file(_with_norm_systematic(reference_file, tmp_path, 0.1))
+    test = MorphedEvents.from_event_file(events, partitions(events.n_events, 0.2, 0.2)["test"])
+    assert test.nuisance is not None and test.nuisance.names == ("nuisance_param_0",)
+    np.testing.assert_allclose(test.nuisance.linear, np.log(1.1), rtol=1e-12)
+    grid = theta_grid([(-20, 20), (-20, 20)], 9)
+    profiled = expected_limits("rate", test, grid, [0, 0], LUMINOSITY)
+    nominal = expected_limits("rate", test, grid, [0, 0], LUMINOSITY, profile_nuisance=False)
+    assert nominal.nuisance_values is None and np.all(nominal.constraint == 0)
+    a, n = np.log(1.1), profiled.n_events
+    for k, mu in enumerate(LUMINOSITY * test.cross_sections(grid)):
+        # d/dν [n log(μ e^{aν}) − μ e^{aν} − ν²/2] = a (n − μ e^{aν}) − ν = 0
+        nu = optimize.brentq(lambda v, mu=mu: a * (n - mu * np.exp(a * v)) - v, -50, 50)
+        total = n * (np.log(mu) + a * nu) - mu * np.exp(a * nu) - math.lgamma(n + 1) - 0.5 * nu**2
+        assert profiled.nuisance_values[k, 0] == pytest.approx(nu, abs=1e-6)
+        assert profiled.rate[k] + profiled.constraint[k] == pytest.approx(total, abs=1e-8)
+    assert profiled.best_fit_index == nominal.best_fit_index == 40
+    assert np.all(profiled.p_values >= nominal.p_values - 1e-12)  # profiling only widens
+    assert np.any(profiled.test_statistic < nominal.test_statistic - 1.0)
+
+
+def test_profiled_histogram_with_a_shape_systematic(dummy: dict) -> None:
+    def with_shape(events: MorphedEvents) -> MorphedEvents:
+        pt = events.columns(["pt_j1"])[:, 0]
+        linear = 0.3 * np.tanh((pt - 150.0) / 100.0)[:, None]
+        effects = NuisanceEffects(("shape",), linear, np.full_like(linear, 0.05))
+        return dataclasses.replace(events, nuisance=effects)
+
+    test, train = with_shape(dummy["test"]), with_shape(dummy["train"])
+    grid = theta_grid([(-20, 20), (-20, 20)], 5)
+    result = expected_limits(
+        "histo", test, grid, [0, 0], LUMINOSITY, templates=train, observables=["pt_j1"]
+    )
+    edges = result.histograms[0].edges[0]
+    w_true = test.weights(np.zeros((1, 2)))[0]
+    mass, _ = np.histogram(
+        np.clip(test.columns(["pt_j1"])[:, 0], edges[0], edges[-1]),
+        edges,
+        weights=w_true / w_true.sum(),
+    )
+    pt_train = np.clip(train.columns(["pt_j1"])[:, 0], edges[0], edges[-1])
+    volume = bin_volumes([edges])
+    n = result.n_events
+
+    def profiled(theta: np.ndarray, nu: float) -> float:
+        factor = lambda e: np.exp(e.nuisance.log_factors(np.array([[nu]]))[0])  # noqa: E731
+        mu = LUMINOSITY * np.sum(test.weights(theta[None])[0] * factor(test))
+        counts, _ = np.histogram(
+            pt_train, edges, weights=train.weights(theta[None])[0] * factor(train)
+        )
+        p = np.clip(counts, 0, None) / np.clip(counts, 0, None).sum() + 1e-12
+        kinematic = n * np.sum(mass * (np.log(p / p.sum()) - np.log(volume)))
+        rate = n * np.log(mu) - mu - math.lgamma(n + 1)
+        return kinematic + rate - 0.5 * nu**2
+
+    for k in (0, 7, 12, 18, 24):
+        fit = optimize.minimize_scalar(
+            lambda v, k=k: -profiled(grid[k], v),
+            bounds=(-5, 5),
+            method="bounded",
+            options={"xatol": 1e-10},
+        )
+        assert result.nuisance_values[k, 0] == pytest.approx(fit.x, abs=1e-4)
+        total = result.kinematic[k] + result.rate[k] + result.constraint[k]
+        assert total == pytest.approx(-fit.fun, abs=1e-7)
+    with pytest.raises(InputError, match="profile_nuisance: expected False for mode 'ml'"):
+        expected_limits("ml", test, grid, [0, 0], LUMINOSITY, estimator=_Identity())

@@ -19,7 +19,11 @@ log-likelihood, e.g. the toy simulator's). Differences from MadMiner (its quirks
 cross section and Asimov data come from the same events; histograms use the binning of
 :mod:`minerflow.physics.histograms` (bounded MC uncertainty; last-bin cap); the Asimov count is
 not rounded. Work is batched over θ and events, so memory stays bounded on large grids.
-Profiling over nuisance parameters is not implemented.
+
+Nuisance parameters ν (systematics; per-event factors ``exp(Σ a ν + b ν²)``, Gaussian
+constraints ``−½|ν|²``) are profiled in the ``rate`` and ``histo`` modes: at each θ,
+``log L_p(θ) = max_ν [log L(θ, ν) − ½|ν|²]`` by L-BFGS with analytic gradients, all points of
+a batch in one optimisation (their problems are independent); the Asimov data are at ν = 0.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
 import numpy as np
-from scipy import special, stats
+from scipy import optimize, special, stats
 
 from minerflow.errors import InputError
 from minerflow.physics.histograms import (
@@ -43,7 +47,7 @@ from minerflow.physics.histograms import (
 )
 
 if TYPE_CHECKING:
-    from minerflow.io.madminer_file import EventFile
+    from minerflow.io.madminer_file import EventFile, EventFileHeader
     from minerflow.physics.sampling import Partition
 
 __all__ = [
@@ -120,6 +124,53 @@ def theta_grid(
 
 
 @dataclass(frozen=True, eq=False)
+class NuisanceEffects:
+    """Per-event effect of nuisance parameters ν on the weights (MadMiner's nuisance morphing).
+
+    ``dσ_i(θ, ν) = dσ_i(θ) · exp(Σ_j a_ij ν_j + b_ij ν_j²)``: ``linear`` holds a, ``quadratic``
+    holds b, both ``(n_events, n_nuisance)``. Each ν_j has a Gaussian constraint N(0, 1).
+    """
+
+    names: tuple[str, ...]
+    linear: np.ndarray
+    quadratic: np.ndarray
+
+    def __post_init__(self) -> None:
+        shape = (self.linear.shape[0], len(self.names))
+        if self.linear.shape != shape or self.quadratic.shape != shape:
+            raise InputError(_SOURCE, "nuisance", f"coefficients of shape {shape}")
+
+    @classmethod
+    def from_weights(
+        cls,
+        names: Sequence[str],
+        reference: np.ndarray,
+        positive: np.ndarray,
+        negative: np.ndarray,
+    ) -> NuisanceEffects:
+        """Coefficients from weights at ν_j = 0 (``reference``, (n,)), +1 and −1 ((n, n_ν)).
+
+        With both shifts ``a = ½ log(w₊/w₋)``, ``b = ½ log(w₊w₋/w₀²)`` (the exponent through
+        the three points); where a column of ``negative`` is NaN, ``a = log(w₊/w₀)``, ``b = 0``.
+        Undefined values (zero weights) become 0 and all are clipped to [−10, 10].
+        """
+        with np.errstate(divide="ignore", invalid="ignore"):
+            up = np.log(positive / reference[:, None])
+            down = np.log(negative / reference[:, None])
+            two_sided = ~np.isnan(negative).all(axis=0)
+            linear = np.where(two_sided, 0.5 * (up - down), up)
+            quadratic = np.where(two_sided, 0.5 * (up + down), 0.0)
+        clean = [np.clip(np.nan_to_num(c, nan=0.0, posinf=0.0, neginf=0.0), -10, 10)
+                 for c in (linear, quadratic)]  # fmt: skip
+        return cls(tuple(names), clean[0], clean[1])
+
+    def log_factors(self, nu: np.ndarray) -> np.ndarray:
+        """``Σ_j a_ij ν_kj + b_ij ν_kj²`` for every ν row and event: ``(n_nu, n_events)``."""
+        nu = np.atleast_2d(nu)
+        return nu @ self.linear.T + (nu**2) @ self.quadratic.T
+
+
+@dataclass(frozen=True, eq=False)
 class MorphedEvents:
     """Weighted Monte-Carlo events whose weight at any θ comes from morphing.
 
@@ -131,6 +182,7 @@ class MorphedEvents:
     benchmark_weights: np.ndarray
     morpher: Morphing
     observable_names: tuple[str, ...] = ()
+    nuisance: NuisanceEffects | None = None
 
     def __post_init__(self) -> None:
         x, w = self.observations, self.benchmark_weights
@@ -138,6 +190,8 @@ class MorphedEvents:
             raise InputError(_SOURCE, "events", f"(n, n_x) and (n, n_b), got {x.shape}, {w.shape}")
         if self.observable_names and len(self.observable_names) != x.shape[1]:
             raise InputError(_SOURCE, "observable_names", f"{x.shape[1]} names")
+        if self.nuisance is not None and len(self.nuisance.linear) != len(x):
+            raise InputError(_SOURCE, "nuisance", f"coefficients for {len(x)} events")
 
     @classmethod
     def from_event_file(
@@ -150,23 +204,21 @@ class MorphedEvents:
         """
         from minerflow.io.madminer_file import k_factors
 
-        start, stop = (
-            (0, event_file.n_events)
-            if partition is None
-            else (
-                partition.start,
-                partition.stop,
-            )
-        )
-        factor = 1.0 if partition is None else partition.correction_factor
-        weights = event_file.weights(start, stop)
+        header = event_file.header
+        start, stop = (0, event_file.n_events)
+        factor = 1.0
+        if partition is not None:
+            start, stop, factor = partition.start, partition.stop, partition.correction_factor
+        weights = event_file.weights(start, stop, include_nuisance=bool(header.nuisance_parameters))
         ids = event_file.sampling_benchmarks(start, stop)
-        weights *= (factor * k_factors(event_file.header, ids))[:, None]
+        weights *= (factor * k_factors(header, ids))[:, None]
+        n_phys = header.n_physics_benchmarks
         return cls(
             observations=event_file.observations(start, stop),
-            benchmark_weights=weights,
-            morpher=event_file.header.morpher(),
-            observable_names=tuple(event_file.header.observable_names),
+            benchmark_weights=weights[:, :n_phys],
+            morpher=header.morpher(),
+            observable_names=tuple(header.observable_names),
+            nuisance=_file_nuisance(header, weights) if header.nuisance_parameters else None,
         )
 
     def __len__(self) -> int:
@@ -189,6 +241,21 @@ class MorphedEvents:
         return _columns(self.observations, self.observable_names, names)
 
 
+def _file_nuisance(header: EventFileHeader, weights: np.ndarray) -> NuisanceEffects:
+    """Nuisance coefficients from a file's nuisance benchmarks (weights at the reference θ)."""
+    reference = weights[:, header.reference_benchmark_index or 0]
+    nps = header.nuisance_parameters
+    positive = np.column_stack(
+        [weights[:, header.benchmark_index(n.benchmark_positive)] for n in nps]
+    )
+    negative = np.column_stack([
+        weights[:, header.benchmark_index(n.benchmark_negative)]
+        if n.benchmark_negative is not None else np.full(len(weights), np.nan)
+        for n in nps
+    ])  # fmt: skip
+    return NuisanceEffects.from_weights([n.name for n in nps], reference, positive, negative)
+
+
 def _columns(x: np.ndarray, known: Sequence[str], names: Sequence[str]) -> np.ndarray:
     index = []
     for name in names:
@@ -204,7 +271,9 @@ class LimitResult:
 
     ``kinematic`` is ``n · Σ_i w_i ℓ_i(θ)`` and ``rate`` the Poisson log-probability, both
     before the maximum is subtracted (zeros where a term is not included);
-    ``log_likelihood_ratio`` is their sum minus its maximum (≤ 0).
+    ``log_likelihood_ratio`` is their sum (plus ``constraint``) minus its maximum (≤ 0).
+    With nuisance parameters profiled, every term is taken at the profiled ``nuisance_values``
+    (``(n_grid, n_ν)``) and ``constraint`` is ``−½|ν̂|²``; otherwise both are None/zeros.
     """
 
     mode: str
@@ -217,6 +286,8 @@ class LimitResult:
     dof: int
     n_events: float
     histograms: tuple[Histogram, ...] = field(default=())
+    constraint: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    nuisance_values: np.ndarray | None = None
 
     @property
     def best_fit(self) -> np.ndarray:
@@ -319,19 +390,34 @@ class _HistogramSettings:
     keep: bool
 
 
-def _fixed_histogram_term(
+@dataclass(frozen=True)
+class _Binning:
+    """One binning of a summary statistic for the whole grid, and the data's mass per bin."""
+
+    edges: tuple[np.ndarray, ...]
+    template_index: np.ndarray
+    data_mass: np.ndarray
+    log_volume: np.ndarray
+
+    @property
+    def n_bins(self) -> int:
+        return len(self.log_volume)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(len(e) - 1 for e in self.edges)
+
+
+def _fixed_binning(
     summary_data: np.ndarray,
     summary_templates: np.ndarray,
     data: _Data,
     templates: MorphedEvents,
     grid: np.ndarray,
     settings: _HistogramSettings,
-    batching: _Batching,
-) -> tuple[np.ndarray, tuple[Histogram, ...]]:
-    """``Σ_i w_i log f̂(s(x_i)|θ)`` with one binning of the summary s for the whole grid.
-
-    The binning is adaptive on the templates weighted by the grid average of the normalised
-    weights ``dσ_i(θ)/σ(θ)`` (linear in the benchmark weights, so it costs O(n_grid))."""
+) -> _Binning:
+    """Explicit edges, or adaptive ones on the templates weighted by the grid average of the
+    normalised weights ``dσ_i(θ)/σ(θ)`` (linear in the benchmark weights: O(n_grid) cost)."""
     sigma = templates.cross_sections(grid)
     if np.any(sigma <= 0):
         raise InputError(_SOURCE, "cross section", "positive σ(θ) at every grid point")
@@ -345,23 +431,39 @@ def _fixed_histogram_term(
             settings.max_relative_uncertainty,
         )
     n_bins = int(np.prod([len(e) - 1 for e in edges]))
-    template_index = bin_index(summary_templates, edges)
-    data_mass = bin_sums(bin_index(summary_data, edges), n_bins, data.weights)
-    log_volume = np.log(bin_volumes(edges)).ravel()
-    shape = tuple(len(e) - 1 for e in edges)
+    return _Binning(
+        edges=edges,
+        template_index=bin_index(summary_templates, edges),
+        data_mass=bin_sums(bin_index(summary_data, edges), n_bins, data.weights),
+        log_volume=np.log(bin_volumes(edges)).ravel(),
+    )
+
+
+def _fixed_histogram_term(
+    binning: _Binning,
+    templates: MorphedEvents,
+    grid: np.ndarray,
+    settings: _HistogramSettings,
+    batching: _Batching,
+) -> tuple[np.ndarray, tuple[Histogram, ...]]:
+    """``Σ_i w_i log f̂(s(x_i)|θ)`` for every θ, templates reweighted batch by batch."""
     out = np.zeros(len(grid))
     kept: list[Histogram] = []
     for ts in batching.theta_slices(len(grid), len(templates)):
         w = templates.weights(grid[ts])
-        sums = bin_sums(template_index, n_bins, w)
-        out[ts] = (log_probabilities(sums) - log_volume) @ data_mass
+        sums = bin_sums(binning.template_index, binning.n_bins, w)
+        out[ts] = (log_probabilities(sums) - binning.log_volume) @ binning.data_mass
         if settings.keep:
-            sums2 = bin_sums(template_index, n_bins, w**2)
-            kept += [
-                Histogram(edges, s.reshape(shape), s2.reshape(shape), DEFAULT_FLOOR)
-                for s, s2 in zip(sums, sums2, strict=True)
-            ]
+            kept += _histograms(binning, w, sums)
     return out, tuple(kept)
+
+
+def _histograms(binning: _Binning, weights: np.ndarray, sums: np.ndarray) -> list[Histogram]:
+    sums2 = bin_sums(binning.template_index, binning.n_bins, weights**2)
+    return [
+        Histogram(binning.edges, s.reshape(binning.shape), s2.reshape(binning.shape))
+        for s, s2 in zip(sums, sums2, strict=True)
+    ]
 
 
 def _explicit_edges(
@@ -416,6 +518,135 @@ def _sallino_term(
     return out, tuple(kept)
 
 
+class _ProfiledLikelihood:
+    """log L(θ_k, ν_k) − ½|ν_k|² and its ν-gradient for a batch of θ (rate and/or histogram).
+
+    Rate: ``log Pois(n | L Σ_i dσ_i(θ) e^{f_i(ν)})``; histogram: ``n Σ_b A_b log p_b(θ, ν)``
+    with ``p_b = (S_b/ΣS + ε)/(1 + Bε)`` (as :func:`log_probabilities`), ``S_b`` the template
+    weights in bin b with their nuisance factors. Gradients: ``∂e^{f_i}/∂ν_j = e^{f_i}
+    (a_ij + 2 b_ij ν_j)``.
+    """
+
+    def __init__(
+        self,
+        n_events: float,
+        luminosity: float,
+        rate: tuple[np.ndarray, NuisanceEffects] | None,
+        histogram: tuple[np.ndarray, NuisanceEffects, _Binning] | None,
+    ) -> None:
+        self.n, self.luminosity, self.rate, self.histogram = n_events, luminosity, rate, histogram
+
+    def rate_term(self, nu: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if self.rate is None:
+            return np.zeros(len(nu)), np.zeros_like(nu)
+        weights, effects = self.rate
+        wf = weights * np.exp(effects.log_factors(nu))
+        sigma = wf.sum(axis=1)
+        gradient = wf @ effects.linear + 2.0 * nu * (wf @ effects.quadratic)
+        value = log_poisson(self.n, self.luminosity * sigma)
+        return value, (self.n / sigma - self.luminosity)[:, None] * gradient
+
+    def histogram_term(self, nu: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if self.histogram is None:
+            return np.zeros(len(nu)), np.zeros_like(nu)
+        weights, effects, binning = self.histogram
+        wf = weights * np.exp(effects.log_factors(nu))
+        index, n_bins = binning.template_index, binning.n_bins
+        sums = bin_sums(index, n_bins, wf)
+        gradient = np.stack(
+            [
+                bin_sums(index, n_bins, wf * effects.linear[:, j])
+                + 2.0 * nu[:, j : j + 1] * bin_sums(index, n_bins, wf * effects.quadratic[:, j])
+                for j in range(nu.shape[1])
+            ],
+            axis=-1,
+        )
+        positive = sums > 0
+        sums = np.where(positive, sums, 0.0)
+        gradient = np.where(positive[..., None], gradient, 0.0)
+        total = sums.sum(axis=1)
+        total = np.where(total > 0, total, 1.0)
+        fraction = sums / total[:, None]
+        d_fraction = (
+            gradient / total[:, None, None]
+            - fraction[..., None] * gradient.sum(axis=1)[:, None, :] / total[:, None, None]
+        )
+        log_p = np.log(fraction + DEFAULT_FLOOR) - np.log1p(n_bins * DEFAULT_FLOOR)
+        mass = binning.data_mass
+        value = self.n * ((log_p - binning.log_volume) @ mass)
+        d_value = self.n * np.einsum(
+            "kbj,b->kj", d_fraction / (fraction + DEFAULT_FLOOR)[..., None], mass
+        )
+        return value, d_value
+
+    def negative(self, flat: np.ndarray, shape: tuple[int, int]) -> tuple[float, np.ndarray]:
+        """Minus the batch's summed profiled log-likelihood and its gradient (for L-BFGS)."""
+        nu = flat.reshape(shape)
+        rate, d_rate = self.rate_term(nu)
+        kin, d_kin = self.histogram_term(nu)
+        value = np.sum(rate + kin) - 0.5 * np.sum(nu**2)
+        return -float(value), -(d_rate + d_kin - nu).ravel()
+
+
+def _profile(
+    data: _Data,
+    events: MorphedEvents,
+    templates: MorphedEvents,
+    grid: np.ndarray,
+    luminosity: float,
+    include_xsec: bool,
+    binning: _Binning | None,
+    batching: _Batching,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Profile the nuisance parameters at every grid point: (kinematic, rate, ν̂)."""
+    used = [e.nuisance for e in _nuisance_sources(events, templates, include_xsec, binning)]
+    names = next(u.names for u in used if u is not None)
+    if any(u is not None and u.names != names for u in used):
+        raise InputError(_SOURCE, "nuisance", f"the same nuisance parameters {names} everywhere")
+    n_nu = len(names)
+    kinematic, rate, nu_hat = np.zeros(len(grid)), np.zeros(len(grid)), np.zeros((len(grid), n_nu))
+    n_work = max(len(events), len(templates) if binning is not None else 0)
+    for ts in batching.theta_slices(len(grid), n_work):
+        thetas = grid[ts]
+        likelihood = _ProfiledLikelihood(
+            data.n_events,
+            luminosity,
+            (events.weights(thetas), _effects(events, n_nu)) if include_xsec else None,
+            (templates.weights(thetas), _effects(templates, n_nu), binning)
+            if binning is not None
+            else None,
+        )
+        shape = (len(thetas), n_nu)
+        fit = optimize.minimize(
+            likelihood.negative,
+            np.zeros(shape).ravel(),
+            args=(shape,),
+            jac=True,
+            method="L-BFGS-B",
+            options={"maxiter": 10_000, "ftol": 1e-15, "gtol": 1e-9},
+        )
+        nu = fit.x.reshape(shape)
+        nu_hat[ts] = nu
+        rate[ts] = likelihood.rate_term(nu)[0]
+        kinematic[ts] = likelihood.histogram_term(nu)[0]
+    return kinematic, rate, nu_hat
+
+
+def _nuisance_sources(
+    events: MorphedEvents, templates: MorphedEvents, include_xsec: bool, binning: _Binning | None
+) -> list[MorphedEvents]:
+    """The event samples whose weights enter the likelihood (rate, then histogram templates)."""
+    return [e for e, used in ((events, include_xsec), (templates, binning is not None)) if used]
+
+
+def _effects(events: MorphedEvents, n_nu: int) -> NuisanceEffects:
+    """The events' nuisance effects, or none (all coefficients zero) if they have none."""
+    if events.nuisance is not None:
+        return events.nuisance
+    zeros = np.zeros((len(events), n_nu))
+    return NuisanceEffects(tuple(f"nu_{j}" for j in range(n_nu)), zeros, zeros)
+
+
 def _limits(
     mode: str,
     data: _Data,
@@ -434,6 +665,7 @@ def _limits(
     dof: int | None,
     max_batch_pairs: int,
     keep_histograms: bool,
+    profile_nuisance: bool,
 ) -> LimitResult:
     grid = np.atleast_2d(np.asarray(grid, dtype=np.float64))
     if mode not in MODES:
@@ -446,26 +678,33 @@ def _limits(
         raise InputError(_SOURCE, "max_batch_pairs", "a positive integer")
     batching = _Batching(max_batch_pairs)
     templates = events if templates is None else templates
+    has_nuisance = events.nuisance is not None or templates.nuisance is not None
+    if profile_nuisance and has_nuisance and mode not in ("rate", "histo"):
+        raise InputError(
+            _SOURCE, "profile_nuisance", f"False for mode {mode!r} (profiling: rate, histo)"
+        )
     settings = _HistogramSettings(bins, max_relative_uncertainty, keep_histograms)
 
     kinematic = np.zeros(len(grid))
     histograms: tuple[Histogram, ...] = ()
+    binning: _Binning | None = None
     if mode == "histo":
         if not observables:
             raise InputError(_SOURCE, "observables", "at least one observable name for 'histo'")
         s_data = _columns(data.x, events.observable_names, observables)
-        s_templates = templates.columns(observables)
-        kinematic, histograms = _fixed_histogram_term(
-            s_data, s_templates, data, templates, grid, settings, batching
+        binning = _fixed_binning(
+            s_data, templates.columns(observables), data, templates, grid, settings
         )
+        kinematic, histograms = _fixed_histogram_term(binning, templates, grid, settings, batching)
     elif mode in ("sally", "sallino"):
         if not isinstance(estimator, ScoreEstimator):
             raise InputError(_SOURCE, "estimator", f"a score estimator for mode {mode!r}")
         t_data = np.asarray(estimator.evaluate_score(data.x), dtype=np.float64)
         t_templates = np.asarray(estimator.evaluate_score(templates.observations), np.float64)
         if mode == "sally":
+            binning = _fixed_binning(t_data, t_templates, data, templates, grid, settings)
             kinematic, histograms = _fixed_histogram_term(
-                t_data, t_templates, data, templates, grid, settings, batching
+                binning, templates, grid, settings, batching
             )
         else:
             ref = np.zeros(grid.shape[1]) if theta_ref is None else np.asarray(theta_ref, float)
@@ -484,8 +723,15 @@ def _limits(
     rate = np.zeros(len(grid))
     if include_xsec:
         rate = log_poisson(data.n_events, luminosity * events.cross_sections(grid))
+    constraint, nu_hat = np.zeros(len(grid)), None
+    sources = _nuisance_sources(events, templates, include_xsec, binning)
+    if profile_nuisance and any(e.nuisance is not None for e in sources):
+        kinematic, rate, nu_hat = _profile(
+            data, events, templates, grid, luminosity, include_xsec, binning, batching
+        )
+        constraint = -0.5 * np.sum(nu_hat**2, axis=1)
     dof = grid.shape[1] if dof is None else int(dof)
-    delta, p, best = p_values(kinematic + rate, dof)
+    delta, p, best = p_values(kinematic + rate + constraint, dof)
     return LimitResult(
         mode=mode,
         grid=grid,
@@ -497,6 +743,8 @@ def _limits(
         dof=dof,
         n_events=float(data.n_events),
         histograms=histograms,
+        constraint=constraint,
+        nuisance_values=nu_hat,
     )
 
 
@@ -518,6 +766,7 @@ def expected_limits(
     dof: int | None = None,
     max_batch_pairs: int = 1 << 20,
     keep_histograms: bool = True,
+    profile_nuisance: bool = True,
 ) -> LimitResult:
     """Expected limits from the Asimov data set of ``events`` at ``theta_true``.
 
@@ -529,7 +778,9 @@ def expected_limits(
     ``estimator``: ratio/density estimator (``ml``) or score estimator (``sally``, ``sallino``);
     ``log_likelihood(x, thetas) -> (n_theta, n_x)`` for ``truth``; ``theta_ref`` the reference
     point of ``sallino`` (default 0). At most ``max_batch_pairs`` (θ, event) pairs are
-    evaluated at once. See the module docstring for the formulas (arXiv:1007.1727, 1907.10621).
+    evaluated at once. If the events carry nuisance effects, ``profile_nuisance`` profiles them
+    (``rate`` and ``histo``; kept histograms are the nominal ν = 0 templates). See the module
+    docstring for the formulas (arXiv:1007.1727, 1907.10621).
     """
     theta_true = np.asarray(theta_true, dtype=np.float64).reshape(1, -1)
     weights = events.weights(theta_true)[0]
@@ -554,6 +805,7 @@ def expected_limits(
         dof=dof,
         max_batch_pairs=max_batch_pairs,
         keep_histograms=keep_histograms,
+        profile_nuisance=profile_nuisance,
     )
 
 
@@ -576,6 +828,7 @@ def observed_limits(
     dof: int | None = None,
     max_batch_pairs: int = 1 << 20,
     keep_histograms: bool = True,
+    profile_nuisance: bool = True,
 ) -> LimitResult:
     """Limits from observed events ``x_observed`` (equal weights), as :func:`expected_limits`.
 
@@ -608,4 +861,5 @@ def observed_limits(
         dof=dof,
         max_batch_pairs=max_batch_pairs,
         keep_histograms=keep_histograms,
+        profile_nuisance=profile_nuisance,
     )
