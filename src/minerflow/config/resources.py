@@ -233,7 +233,7 @@ def add_resource_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         dest="sbatch_options",
         metavar="OPTION",
-        help="extra sbatch option, e.g. --qos=short (repeatable)",
+        help="extra sbatch option, written --sbatch-option=--qos=short (repeatable)",
     )
 
 
