@@ -105,6 +105,8 @@ def write_madminer_model(prefix: Path, rng, kind: str, activation: str) -> dict:
     for i, (a, b) in enumerate(itertools.pairwise(widths)):
         state[f"layers.{i}.weight"] = torch.tensor(rng.normal(size=(b, a)), dtype=torch.float32)
         state[f"layers.{i}.bias"] = torch.tensor(rng.normal(size=b), dtype=torch.float32)
+    if kind == "parameterized_ratio":  # MadMiner's ratio model holds its layer list twice
+        state |= {key.replace("layers", "append"): value for key, value in state.items()}
     torch.save(state, f"{prefix}_state_dict.pt")
     settings = {
         "n_observables": n_x,
@@ -131,7 +133,7 @@ def write_madminer_model(prefix: Path, rng, kind: str, activation: str) -> dict:
 def madminer_forward(model: dict, inputs: np.ndarray, activation) -> np.ndarray:
     """MadMiner's layout by hand: activation before every layer except the first."""
     hidden = inputs
-    n_layers = len(model["state"]) // 2
+    n_layers = sum(key.startswith("layers.") for key in model["state"]) // 2
     for i in range(n_layers):
         if i > 0:
             hidden = activation(hidden)

@@ -19,6 +19,7 @@ from minerflow.ml.methods import Method, get_method
 from minerflow.ml.nets import DenseNet, activation_function
 from minerflow.ml.scaling import Standardizer
 from minerflow.ml.training import (
+    EpochCallback,
     Objective,
     TrainingHistory,
     TrainingSettings,
@@ -142,6 +143,7 @@ class NeuralEstimator:
         alpha: float,
         settings: TrainingSettings,
         checkpoint_dir: str | Path | None,
+        callback: EpochCallback | None = None,
     ) -> TrainingHistory:
         """Build a seeded network on the chosen device and run the training loop."""
         self.device = select_device(settings.device)
@@ -164,5 +166,6 @@ class NeuralEstimator:
                 device=self.device,
                 checkpoint_dir=checkpoint_dir,
                 identity=identity,
+                callback=callback,
             )
         return self.history

@@ -234,7 +234,12 @@ def load_madminer_estimator(prefix: str | Path, device: str | torch.device | Non
         known = ", ".join(_MADMINER_ACTIVATIONS)
         raise InputError(path, "activation", f"one of {known}, got {settings.get('activation')!r}")
     state = _load_state_dict(Path(f"{prefix}_state_dict.pt"))
-    state = {key.replace("layers.", "linears.", 1): value for key, value in state.items()}
+    # Only ``layers.{i}``; MadMiner's ratio model also registers the same list as ``append``.
+    state = {
+        key.replace("layers.", "linears.", 1): value
+        for key, value in state.items()
+        if key.startswith("layers.")
+    }
     n_x, n_p = int(settings["n_observables"]), int(settings["n_parameters"])
     if kind == "score":
         # MadMiner stores the number of score components as n_parameters.

@@ -24,7 +24,7 @@ from minerflow.ml.base import EVALUATION_ROWS, NeuralEstimator
 from minerflow.ml.methods import Method
 from minerflow.ml.nets import DenseNet
 from minerflow.ml.scaling import Standardizer
-from minerflow.ml.training import Objective, TrainingHistory, TrainingSettings
+from minerflow.ml.training import EpochCallback, Objective, TrainingHistory, TrainingSettings
 
 __all__ = ["ParameterizedRatioEstimator"]
 
@@ -58,6 +58,7 @@ class ParameterizedRatioEstimator(NeuralEstimator):
         alpha: float = 1.0,
         settings: TrainingSettings | None = None,
         checkpoint_dir: str | Path | None = None,
+        callback: EpochCallback | None = None,
     ) -> TrainingHistory:
         """Train with ``method`` on a ratio sample (y=0: x ~ p(x|θ), y=1: x ~ p(x|θ_ref)).
 
@@ -95,6 +96,7 @@ class ParameterizedRatioEstimator(NeuralEstimator):
             alpha,
             settings or TrainingSettings(),
             checkpoint_dir,
+            callback,
         )
 
     def _objective(self, method: Method) -> Objective:

@@ -17,7 +17,7 @@ from minerflow.ml.base import EVALUATION_ROWS, NeuralEstimator
 from minerflow.ml.methods import Method
 from minerflow.ml.nets import DenseNet
 from minerflow.ml.scaling import Standardizer
-from minerflow.ml.training import Objective, TrainingHistory, TrainingSettings
+from minerflow.ml.training import EpochCallback, Objective, TrainingHistory, TrainingSettings
 
 __all__ = ["ScoreEstimator"]
 
@@ -41,6 +41,7 @@ class ScoreEstimator(NeuralEstimator):
         t_xz: ArrayLike,
         settings: TrainingSettings | None = None,
         checkpoint_dir: str | Path | None = None,
+        callback: EpochCallback | None = None,
     ) -> TrainingHistory:
         """Train on a local sample: events x ~ p(x|θ_ref) and their joint scores t(x,z|θ_ref)."""
         chosen = self._method(method)
@@ -58,6 +59,7 @@ class ScoreEstimator(NeuralEstimator):
             1.0,
             settings or TrainingSettings(),
             checkpoint_dir,
+            callback,
         )
 
     def _objective(self, method: Method) -> Objective:

@@ -35,6 +35,7 @@ from minerflow.ml.device import cpu_threads, training_threads
 
 __all__ = [
     "CHECKPOINT_NAME",
+    "EpochCallback",
     "Objective",
     "TrainingDivergedError",
     "TrainingHistory",
@@ -54,6 +55,8 @@ VALIDATION_CHUNK = 16384
 
 # objective(batch, training) -> tensor of loss terms, shape (n_terms,)
 Objective = Callable[[Mapping[str, torch.Tensor], bool], torch.Tensor]
+# callback(epoch, history) after each completed epoch
+EpochCallback = Callable[[int, "TrainingHistory"], None]
 
 
 class TrainingDivergedError(MinerflowError):
@@ -386,6 +389,7 @@ def fit(
     device: torch.device,
     checkpoint_dir: str | Path | None = None,
     identity: Mapping[str, Any] | None = None,
+    callback: EpochCallback | None = None,
 ) -> TrainingHistory:
     """Train ``model`` (already on ``device``) by minimising ``Σ_k weight_k · term_k``.
 
@@ -394,6 +398,8 @@ def fit(
     and batches are contiguous slices of a per-epoch permutation. ``identity`` describes the
     estimator and method, and goes into the checkpoint fingerprint with the settings and a
     digest of the data, so a checkpoint is only resumed by the very same training.
+    ``callback(epoch, history)`` runs after every epoch (e.g. to log metrics); its time is
+    not counted in ``history.wall_time``.
     """
     started = time.perf_counter()
     run = _Run(model, arrays, term_names, term_weights, settings, device)
@@ -446,6 +452,10 @@ def fit(
             if checkpoint is not None:
                 with atomic_path(checkpoint) as tmp:
                     torch.save(run.state(fingerprint), tmp)
+            if callback is not None:
+                paused = time.perf_counter()
+                callback(epoch, run.history)
+                started += time.perf_counter() - paused
     finally:
         stack.close()
         if bar is not None:
