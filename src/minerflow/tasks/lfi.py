@@ -1,0 +1,497 @@
+"""law tasks of the likelihood-free-inference workflow: Sample → Train → Evaluate → Plot.
+
+Each task calls the matching function of :mod:`minerflow.workflow` (the code the step
+commands run too) and writes into its own folder ``<workdir>/<step>/<version>/<key>``, keyed
+by the settings that determine it (:mod:`minerflow.tasks.base`). Sample, Train and Evaluate are
+workflows with one branch per method × sampling run, so ``--workers N`` runs them in
+parallel. Without a data file the toy simulator's event file is generated first (:class:`Toy`).
+
+``law run minerflow.Plot --version v1 --input-file input.yml --data-file data.h5`` runs all of
+it; ``minerflow run`` (:func:`run_workflow`) does the same, tracked under one parent MLflow
+run, and prints a summary.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import luigi
+
+from minerflow.errors import MinerflowError
+from minerflow.tasks.base import (
+    MinerflowTask,
+    MinerflowWorkflow,
+    TaskRecord,
+    collect_records,
+    format_summary,
+    new_run_token,
+)
+
+__all__ = [
+    "TOY_FILE",
+    "Evaluate",
+    "LFITask",
+    "Plot",
+    "Reference",
+    "RunResult",
+    "Sample",
+    "Toy",
+    "Train",
+    "WorkflowFailedError",
+    "run_workflow",
+]
+
+TOY_FILE = "events.h5"
+
+
+@cache
+def _load_input(path: str, overrides: tuple[str, ...]) -> Any:
+    from minerflow.config.workflow_input import load_workflow_input
+
+    return load_workflow_input(path or None, overrides)
+
+
+class Toy(MinerflowTask):
+    """The toy simulator's event file (``events.h5``), keyed by its size and seed."""
+
+    step = "toy"
+    readable_keys = ("toy_events", "toy_seed")
+
+    toy_events = luigi.IntParameter(default=100_000, description="toy events (100000)")
+    toy_seed = luigi.IntParameter(default=0, description="toy random seed (0)")
+
+    def build(self, out: Path) -> None:
+        """Generate the events and write the MadMiner file."""
+        from minerflow.physics import toy
+
+        toy.write_event_file(out / TOY_FILE, n_events=int(self.toy_events), seed=int(self.toy_seed))
+
+
+class LFITask(MinerflowTask):
+    """Parameters every workflow step shares: the event file, the input file and overrides.
+
+    The folder key holds the *settings* (the validated input, with overrides) and the event
+    file's checksum, not the paths: an identical input under another name is reused.
+    """
+
+    exclude_index = True
+
+    data_file = luigi.Parameter(default="", description="MadMiner event file; empty: the toy")
+    input_file = luigi.Parameter(default="", description="workflow input.yml; empty: built-in")
+    overrides = luigi.TupleParameter(default=(), description="input overrides, key.path=value")
+    toy_events = Toy.toy_events
+    toy_seed = Toy.toy_seed
+
+    _file_params = ("data_file", "input_file", "overrides", "toy_events", "toy_seed")
+
+    @property
+    def workflow_input(self) -> Any:
+        """The validated input (cached per process)."""
+        return _load_input(str(self.input_file), tuple(self.overrides))
+
+    def toy_task(self) -> Toy | None:
+        """The task that makes the toy event file, when no data file is given."""
+        return None if self.data_file else Toy.req(self)
+
+    def event_file_path(self) -> Path:
+        """The event file this workflow runs on."""
+        toy = self.toy_task()
+        if toy is None:
+            return Path(str(self.data_file)).resolve()
+        return toy.output_dir() / TOY_FILE
+
+    def event_key(self) -> dict[str, Any]:
+        """Identity of the events: the toy settings, or the data file's sha256."""
+        toy = self.toy_task()
+        if toy is not None:
+            return {"toy": {"events": int(self.toy_events), "seed": int(self.toy_seed)}}
+        from minerflow.errors import InputError
+        from minerflow.tracking.provenance import sha256_file
+
+        path = self.event_file_path()
+        if not path.is_file():
+            raise InputError(path, None, "an existing event file (--data-file)")
+        return {"event_file_sha256": sha256_file(path)}
+
+    def step_key(self) -> dict[str, Any]:
+        """The input settings that determine this task's output."""
+        raise NotImplementedError
+
+    def key_data(self) -> dict[str, Any]:
+        """Task parameters without the file paths, plus settings and event identity."""
+        data = {k: v for k, v in super().key_data().items() if k not in self._file_params}
+        return {**data, "settings": self.step_key(), "events": self.event_key()}
+
+    def tracking_dir(self) -> Path:
+        """The work dir, whose ``mlflow.db`` every task logs to."""
+        return Path(str(self.workdir)).resolve()
+
+    def event_file(self) -> Any:
+        """The opened and input-checked event file."""
+        from minerflow.workflow.common import open_event_file
+
+        return open_event_file(self.event_file_path(), self.workflow_input)
+
+
+class _MethodRuns(LFITask, MinerflowWorkflow):
+    """A workflow with one branch per listed method and sampling run."""
+
+    exclude_index = True
+
+    readable_keys = ("method", "run")
+
+    def create_branch_map(self) -> list[dict[str, Any]]:
+        """``[{"method": m, "run": i}, ...]`` in input order."""
+        source = self.workflow_input
+        runs = range(source.sampling.n_sampling_runs)
+        return [{"method": m, "run": i} for m in source.methods for i in runs]
+
+    @property
+    def method(self) -> str:
+        """The branch's method."""
+        return str(self.branch_data["method"])
+
+    @property
+    def sampling_run(self) -> int:
+        """The branch's sampling run."""
+        return int(self.branch_data["run"])
+
+
+class Sample(_MethodRuns):
+    """Training samples of one method and sampling run (``Samples_<method>_<run>/``)."""
+
+    step = "sample"
+
+    def step_key(self) -> dict[str, Any]:
+        """The sampling settings of this branch's method (all methods for the workflow)."""
+        from minerflow.workflow.sampling import sampling_key
+
+        source = self.workflow_input
+        if self.is_workflow():
+            return {m: sampling_key(source, m) for m in source.methods}
+        return sampling_key(source, self.method)
+
+    def workflow_requires(self) -> dict[str, Any]:
+        """The toy event file, when there is no data file."""
+        toy = self.toy_task()
+        return {"events": toy} if toy is not None else {}
+
+    def requires(self) -> dict[str, Any]:
+        """The toy event file, when there is no data file."""
+        return self.workflow_requires()
+
+    def samples_dir(self) -> Path:
+        """The finished sample folder of this branch."""
+        from minerflow.workflow.common import samples_folder_name
+
+        return self.output_dir() / samples_folder_name(self.method, self.sampling_run)
+
+    def build(self, out: Path) -> None:
+        """Draw the sample."""
+        from minerflow.workflow.sampling import sample_method
+
+        sample_method(
+            self.event_file(),
+            self.workflow_input,
+            self.method,
+            self.sampling_run,
+            out,
+            tracking_dir=self.tracking_dir(),
+        )
+
+
+class Train(_MethodRuns):
+    """One trained estimator per method and sampling run (``models/<method>_<run>/``)."""
+
+    step = "train"
+
+    def step_key(self) -> dict[str, Any]:
+        """Sampling, estimator and training settings of this branch's method."""
+        from minerflow.workflow.training import training_key
+
+        source = self.workflow_input
+        if self.is_workflow():
+            return {m: training_key(source, m) for m in source.methods}
+        return training_key(source, self.method)
+
+    def workflow_requires(self) -> dict[str, Any]:
+        """Every sample."""
+        return {"samples": Sample.req(self)}
+
+    def requires(self) -> Sample:
+        """This branch's sample."""
+        return Sample.req(self)
+
+    def model_dir(self) -> Path:
+        """The finished model folder of this branch."""
+        from minerflow.workflow.common import model_name
+
+        return self.output_dir() / "models" / model_name(self.method, self.sampling_run)
+
+    def build(self, out: Path) -> None:
+        """Train (resuming from a checkpoint left by an interrupted run)."""
+        from minerflow.workflow.training import train
+
+        train(
+            self.requires().samples_dir(),
+            self.workflow_input,
+            out,
+            tracking_dir=self.tracking_dir(),
+            checkpoint_root=self.tracking_dir() / "checkpoints",
+        )
+
+
+class Evaluate(_MethodRuns):
+    """Predictions, limits and Fisher information of one model (``results/<model>/``)."""
+
+    step = "evaluate"
+
+    def step_key(self) -> dict[str, Any]:
+        """Everything up to the evaluation settings of this branch's method."""
+        source = self.workflow_input
+        if self.is_workflow():
+            return {m: source.step_config("evaluation", m) for m in source.methods}
+        return source.step_config("evaluation", self.method)
+
+    def workflow_requires(self) -> dict[str, Any]:
+        """Every model."""
+        return {"models": Train.req(self)}
+
+    def requires(self) -> Train:
+        """This branch's model."""
+        return Train.req(self)
+
+    def results_dir(self) -> Path:
+        """The finished results folder of this branch."""
+        from minerflow.workflow.common import model_name
+        from minerflow.workflow.evaluation import RESULTS_FOLDER
+
+        return self.output_dir() / RESULTS_FOLDER / model_name(self.method, self.sampling_run)
+
+    def build(self, out: Path) -> None:
+        """Evaluate the model."""
+        from minerflow.workflow.evaluation import evaluate_model
+
+        evaluate_model(
+            self.event_file(),
+            self.requires().model_dir(),
+            self.workflow_input,
+            out,
+            tracking_dir=self.tracking_dir(),
+        )
+
+
+class Reference(LFITask):
+    """Model-independent results: σ(θ), rate / histogram / truth limits, Fisher information."""
+
+    step = "reference"
+
+    def step_key(self) -> dict[str, Any]:
+        """Limit, histogram and Fisher settings and the test split."""
+        from minerflow.workflow.evaluation import reference_key
+
+        source = self.workflow_input
+        return reference_key(source, source.sampling.test_split)
+
+    def requires(self) -> dict[str, Any]:
+        """The toy event file, when there is no data file."""
+        toy = self.toy_task()
+        return {"events": toy} if toy is not None else {}
+
+    def reference_dir(self) -> Path:
+        """The finished ``rates/`` folder."""
+        from minerflow.workflow.evaluation import REFERENCE_FOLDER
+
+        return self.output_dir() / REFERENCE_FOLDER
+
+    def build(self, out: Path) -> None:
+        """Compute the model-independent results."""
+        from minerflow.workflow.evaluation import evaluate_reference
+
+        evaluate_reference(
+            self.event_file(),
+            self.workflow_input,
+            out,
+            tracking_dir=self.tracking_dir(),
+            reuse=False,
+        )
+
+
+class Plot(LFITask):
+    """Every figure of the input's ``plotting`` section (``plots/``)."""
+
+    step = "plot"
+
+    def step_key(self) -> dict[str, Any]:
+        """All settings (plots compare every method)."""
+        return self.workflow_input.step_config("plotting")
+
+    def requires(self) -> dict[str, Any]:
+        """Every evaluation, every model and the reference results."""
+        return {
+            "results": Evaluate.req(self),
+            "models": Train.req(self),
+            "reference": Reference.req(self),
+        }
+
+    def plots_dir(self) -> Path:
+        """The finished plot folder."""
+        from minerflow.workflow.plotting import PLOTS_FOLDER
+
+        return self.output_dir() / PLOTS_FOLDER
+
+    def build(self, out: Path) -> None:
+        """Draw the figures from the finished evaluation and model folders."""
+        from minerflow.workflow.plotting import PLOTS_FOLDER, make_plots
+
+        evaluations = self.requires()["results"]
+        models = self.requires()["models"]
+        make_plots(
+            self.workflow_input,
+            [Evaluate.req(self, branch=b).results_dir() for b in evaluations.branch_map],
+            Reference.req(self).reference_dir(),
+            [Train.req(self, branch=b).model_dir() for b in models.branch_map],
+            out / PLOTS_FOLDER,
+            tracking_dir=self.tracking_dir(),
+        )
+
+
+class WorkflowFailedError(MinerflowError):
+    """A task of the coordinated run failed; the message names it and says why."""
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What ``minerflow run`` did: per-output records, where the results are, how long."""
+
+    records: tuple[TaskRecord, ...]
+    plots_dir: Path
+    tracking_uri: str
+    wall_seconds: float
+
+    @property
+    def nothing_to_do(self) -> bool:
+        """Whether every output already existed (a no-op re-run)."""
+        return all(r.status == "reused" for r in self.records)
+
+    def summary(self) -> str:
+        """The table of steps (ran / reused / missing, wall time) and where to look."""
+        ran = sum(r.status == "ran" for r in self.records)
+        reused = sum(r.status == "reused" for r in self.records)
+        head = (
+            f"nothing to do: all {reused} outputs are up to date (reused)"
+            if self.nothing_to_do
+            else f"{ran} outputs made, {reused} reused"
+        )
+        return "\n".join(
+            [
+                head,
+                format_summary(self.records, self.wall_seconds),
+                f"plots:  {self.plots_dir}",
+                f"MLflow: {self.tracking_uri}",
+            ]
+        )
+
+
+def _link_plots(workdir: Path, plots: Path) -> None:
+    """Point ``<workdir>/plots`` at the latest plot folder (replaced atomically)."""
+    link = workdir / "plots"
+    if link.exists() and not link.is_symlink():
+        return
+    tmp = workdir / f".plots.{os.getpid()}.tmp"
+    tmp.unlink(missing_ok=True)
+    tmp.symlink_to(os.path.relpath(plots, workdir))
+    os.replace(tmp, link)
+
+
+def run_workflow(
+    workdir: str | os.PathLike[str] = "work",
+    *,
+    data_file: str | os.PathLike[str] | None = None,
+    input_file: str | os.PathLike[str] | None = None,
+    overrides: Sequence[str] = (),
+    workers: int = 1,
+    version: str = "v1",
+    toy_events: int = 100_000,
+    toy_seed: int = 0,
+) -> RunResult:
+    """Run Sample → Train → Evaluate → Plot with ``workers`` local processes.
+
+    The input (and the data file, if given) is validated before anything runs. Work that is
+    already done is reused; when everything is, no MLflow run is opened and this returns in
+    about a second. Otherwise one parent run (experiment ``minerflow-workflow``) holds every
+    step's run. A failed task raises :class:`WorkflowFailedError` (finished outputs are kept).
+    """
+    from minerflow.config.workflow_input import load_workflow_input
+    from minerflow.tracking.store import tracking_uri
+
+    started = time.perf_counter()
+    root = Path(workdir).resolve()
+    workflow_input = load_workflow_input(input_file, overrides)
+    params = {
+        "workdir": str(root),
+        "version": version,
+        "data_file": str(Path(data_file).resolve()) if data_file else "",
+        "input_file": str(Path(input_file).resolve()) if input_file else "",
+        "overrides": tuple(overrides),
+        "toy_events": int(toy_events),
+        "toy_seed": int(toy_seed),
+    }
+    plot = Plot(**params)
+    if data_file:
+        plot.event_file()  # check the event file against the input before any work
+    token = new_run_token()
+    if not plot.complete():
+        # tasks may run in forked workers: failures are reported through a file
+        failures = root / f".failures-{token}.txt"
+
+        def _failed(task: luigi.Task, error: BaseException) -> None:
+            with open(failures, "a") as handle:
+                handle.write(f"{task.get_task_family()}{_branch_text(task)}: {error}\n")
+
+        from minerflow.tracking.runs import tracked_run
+
+        root.mkdir(parents=True, exist_ok=True)
+        LFITask.event_handler(luigi.Event.FAILURE)(_failed)
+        try:
+            with tracked_run(
+                "workflow",
+                root,
+                run_name="minerflow run",
+                params={**params, "workers": workers, "settings": workflow_input.canonical_dict()},
+                input_file=workflow_input.source,
+                event_file=data_file or None,
+                export_as_parent=True,
+            ):
+                result = luigi.build(
+                    [plot], workers=workers, local_scheduler=True, detailed_summary=True
+                )
+        finally:
+            LFITask.remove_event_handler(luigi.Event.FAILURE, _failed)
+        if result.status not in (
+            luigi.LuigiStatusCode.SUCCESS,
+            luigi.LuigiStatusCode.SUCCESS_WITH_RETRY,
+        ):
+            lines = failures.read_text().splitlines() if failures.is_file() else []
+            failures.unlink(missing_ok=True)
+            raise WorkflowFailedError(
+                f"{lines[0] if lines else result.status.name} (finished outputs are kept; "
+                "run again to retry the rest)"
+            )
+    records = tuple(collect_records([plot], token))
+    plots_dir = plot.plots_dir()
+    _link_plots(root, plots_dir)
+    return RunResult(records, plots_dir, tracking_uri(root), time.perf_counter() - started)
+
+
+def _branch_text(task: luigi.Task) -> str:
+    data = getattr(task, "branch_data", None) if getattr(task, "branch", -1) >= 0 else None
+    if not isinstance(data, dict):
+        return ""
+    return " (" + ", ".join(f"{k}={v}" for k, v in data.items()) + ")"

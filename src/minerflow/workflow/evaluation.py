@@ -1,0 +1,507 @@
+"""Evaluation step: predictions, expected limits and Fisher information, per model and overall.
+
+Per trained model (``results/<method>_<run>/``): test events from the test partition at
+``theta_true`` (``x_test.npy``) and the limit grid (``grid.npy``); for ratio and density models
+log r̂(x|θ, θ_ref) for every (θ, event) pair (``llr.npy``, ``(n_grid, n_test)``) and the score
+(``scores.npy``, ``(n_grid, n_test, n_p)``); for score models t̂(x) (``scores.npy``,
+``(n_test, n_p)``) and the SALLY Fisher information. Expected limits (Asimov data of the test
+partition, arXiv:1907.10621) for every ``include_xsec`` value: ``ml`` mode for ratio and
+density models, ``sally``/``sallino`` mode for score models; the kinematics-only variant
+(``include_xsec: false``) is stored with the suffix ``_kin``. With the toy simulator's event
+file the exact values are stored beside the estimates (``true_llr.npy``, ``true_scores.npy``).
+
+Model-independent results (``rates/``): σ(θ) on the grid, limits in ``rate`` and ``histo``
+mode (``histogram_vars``), the exact ``truth`` for the toy, and the truth / rate / histogram
+Fisher information (``fisher_information``).
+
+Every limit is saved as ``limits/<name>.npy`` (p-values on the grid) and
+``limits/<name>_llr.npy`` (Δlog L), with ``limits.json`` holding the best fit and the p-value at
+``theta_true``: plain arrays and JSON, no ragged object arrays (the seed's
+``np.save([p_values, best_fit])`` fails on numpy ≥ 1.24).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from minerflow.config.workflow_input import WorkflowInput, stable_hash
+from minerflow.errors import InputError
+from minerflow.io.atomic import atomic_dir, save_json, save_npy
+from minerflow.workflow.common import (
+    STEP_RECORD,
+    StepTimer,
+    is_toy,
+    open_event_file,
+    read_record,
+    record,
+)
+from minerflow.workflow.sampling import augmenter, draw_test_sample
+
+if TYPE_CHECKING:
+    from minerflow.io.madminer_file import EventFile
+    from minerflow.physics.limits import LimitResult, MorphedEvents
+
+__all__ = [
+    "REFERENCE_FOLDER",
+    "RESULTS_FOLDER",
+    "LimitSet",
+    "evaluate",
+    "evaluate_model",
+    "evaluate_reference",
+    "limit_name",
+    "load_limits",
+    "reference_key",
+]
+
+STEP = "evaluation"
+RESULTS_FOLDER = "results"
+REFERENCE_FOLDER = "rates"
+
+
+def limit_name(mode: str, include_xsec: bool) -> str:
+    """File name of a limit: the mode, with ``_kin`` when the rate term is left out."""
+    return mode if include_xsec else f"{mode}_kin"
+
+
+@dataclass(frozen=True)
+class _Setting:
+    """What every evaluation of one input on one event file shares."""
+
+    event_file: EventFile
+    grid: np.ndarray
+    theta_true: np.ndarray
+    luminosity: float
+    events: MorphedEvents
+    templates: MorphedEvents
+    toy: bool
+    test_split: float
+
+
+def _setting(event_file: EventFile, workflow_input: WorkflowInput, test_split: float) -> _Setting:
+    from minerflow.physics.limits import MorphedEvents, theta_grid
+    from minerflow.physics.sampling import partitions
+
+    limits = workflow_input.asymptotic_limits
+    parts = partitions(event_file.header.n_events, test_split, 0.0)
+    return _Setting(
+        event_file=event_file,
+        grid=theta_grid([(r.min, r.max) for r in limits.region.values()], limits.resolutions),
+        theta_true=np.asarray(limits.theta_true, dtype=np.float64),
+        luminosity=workflow_input.luminosity,
+        events=MorphedEvents.from_event_file(event_file, parts["test"]),
+        templates=MorphedEvents.from_event_file(event_file, parts["train"]),
+        toy=is_toy(event_file.header),
+        test_split=test_split,
+    )
+
+
+class LimitSet:
+    """Writes limits into a folder as ``<name>.npy`` / ``<name>_llr.npy`` plus a summary."""
+
+    def __init__(self, grid: np.ndarray, theta_true: np.ndarray) -> None:
+        self.grid = grid
+        self.true_index = int(np.argmin(np.linalg.norm(grid - theta_true, axis=1)))
+        self.summary: dict[str, dict[str, Any]] = {}
+        self.arrays: dict[str, np.ndarray] = {}
+
+    def add(
+        self, name: str, mode: str, include_xsec: bool, p_values: np.ndarray, llr: np.ndarray
+    ) -> None:
+        """Keep one limit (p-values and Δlog L on the grid)."""
+        best = int(np.argmax(llr))
+        self.arrays[name] = np.asarray(p_values, dtype=np.float64)
+        self.arrays[f"{name}_llr"] = np.asarray(llr, dtype=np.float64)
+        self.summary[name] = {
+            "mode": mode,
+            "include_xsec": include_xsec,
+            "best_fit_index": best,
+            "best_fit": self.grid[best].tolist(),
+            "p_value_at_theta_true": float(p_values[self.true_index]),
+            "allowed_fraction_68": float(np.mean(p_values > 0.3173)),
+        }
+
+    def add_result(self, result: LimitResult, include_xsec: Sequence[bool] = (True,)) -> None:
+        """Keep a :class:`~minerflow.physics.limits.LimitResult` computed with the rate term,
+        and for ``False`` in ``include_xsec`` its kinematics-only variant.
+
+        The kinematic term does not depend on the rate term, so one evaluation of the
+        estimator gives both: the variant is the p-value of ``result.kinematic`` alone.
+        """
+        from minerflow.physics.limits import p_values
+
+        for with_rate in include_xsec:
+            name = limit_name(result.mode, with_rate)
+            if with_rate:
+                self.add(name, result.mode, True, result.p_values, result.log_likelihood_ratio)
+            else:
+                delta, p, _ = p_values(result.kinematic, result.dof)
+                self.add(name, result.mode, False, p, delta)
+
+    def write(self, folder: Path) -> None:
+        """Write every array and ``limits.json`` into ``folder/limits``."""
+        for name, values in self.arrays.items():
+            save_npy(folder / "limits" / f"{name}.npy", values)
+        save_json(folder / "limits.json", self.summary)
+
+    def metrics(self) -> dict[str, float]:
+        """Scalar summaries for MLflow: best fit and p-value at the true point per limit."""
+        out: dict[str, float] = {}
+        for name, entry in self.summary.items():
+            out[f"{name}.p_value_at_theta_true"] = entry["p_value_at_theta_true"]
+            out[f"{name}.allowed_fraction_68"] = entry["allowed_fraction_68"]
+            for i, value in enumerate(entry["best_fit"]):
+                out[f"{name}.best_fit_{i}"] = value
+        return out
+
+
+def load_limits(folder: str | os.PathLike[str]) -> dict[str, tuple[np.ndarray, int]]:
+    """Read back ``{name: (p_values, best_fit_index)}`` of a results or rates folder."""
+    source = Path(folder)
+    summary_path = source / "limits.json"
+    if not summary_path.is_file():
+        raise InputError(source, "limits.json", "an evaluation output folder")
+    summary = json.loads(summary_path.read_text())
+    return {
+        name: (np.load(source / "limits" / f"{name}.npy"), int(entry["best_fit_index"]))
+        for name, entry in summary.items()
+    }
+
+
+def reference_key(workflow_input: WorkflowInput, test_split: float) -> dict[str, Any]:
+    """The settings that determine the model-independent results."""
+    config = workflow_input.step_config(STEP)
+    keep = ("asymptotic_limits", "include_xsec", "histogram_vars", "fisher_information")
+    return {
+        **{k: config[k] for k in keep},
+        "luminosity": config["luminosity"],
+        "test_split": test_split,
+    }
+
+
+def _fisher_theta(workflow_input: WorkflowInput) -> np.ndarray:
+    fisher = workflow_input.fisher_information
+    point = fisher.theta_true or workflow_input.asymptotic_limits.theta_true
+    return np.asarray(point, dtype=np.float64)
+
+
+def _reference(setting: _Setting, workflow_input: WorkflowInput, folder: Path) -> dict[str, float]:
+    """Compute and write the model-independent results into ``folder``; return metrics."""
+    from minerflow.physics import fisher, limits
+
+    grid, events = setting.grid, setting.events
+    save_npy(folder / "grid.npy", grid)
+    save_npy(folder / "xsecs.npy", events.cross_sections(grid))
+    found = LimitSet(grid, setting.theta_true)
+    common = {"templates": setting.templates}
+    result = limits.expected_limits(
+        "rate", events, grid, setting.theta_true, setting.luminosity, include_xsec=True
+    )
+    found.add_result(result)
+    if workflow_input.histogram_vars:
+        result = limits.expected_limits(
+            "histo",
+            events,
+            grid,
+            setting.theta_true,
+            setting.luminosity,
+            observables=workflow_input.histogram_vars,
+            keep_histograms=False,
+            **common,
+        )
+        found.add_result(result, workflow_input.include_xsec)
+    for include_xsec in workflow_input.include_xsec:
+        if setting.toy:
+            from minerflow.physics import toy
+
+            llr = toy.expected_log_likelihood_ratio(
+                grid, setting.theta_true, setting.luminosity, include_xsec
+            )
+            delta, p_values, _ = limits.p_values(llr, grid.shape[1])
+            found.add(limit_name("truth", include_xsec), "truth", include_xsec, p_values, delta)
+    found.write(folder)
+    informations: dict[str, np.ndarray] = {}
+    settings = workflow_input.fisher_information
+    theta = _fisher_theta(workflow_input)
+    if settings.enabled:
+        luminosity = setting.luminosity
+        informations["truth"] = fisher.truth_information(events, theta, luminosity)
+        informations["rate"] = fisher.rate_information(events, theta, luminosity)
+        assert settings.observable is not None  # checked by the input model
+        bins: Any = list(settings.histogram_bins) if settings.histogram_bins else 10
+        informations["histo"] = fisher.histogram_information(
+            events, theta, luminosity, [settings.observable], bins, settings.histogram_range
+        )
+        if setting.toy:
+            from minerflow.physics import toy
+
+            informations["exact"] = toy.fisher_information(theta, luminosity)
+    _write_fisher(folder, informations, theta, setting.luminosity)
+    return {
+        **found.metrics(),
+        **{f"fisher.{k}.det": float(np.linalg.det(v)) for k, v in informations.items()},
+    }
+
+
+def _write_fisher(
+    folder: Path, informations: Mapping[str, np.ndarray], theta: np.ndarray, luminosity: float
+) -> None:
+    save_json(
+        folder / "fisher.json",
+        {
+            "theta": theta.tolist(),
+            "luminosity": luminosity,
+            "information": {k: np.asarray(v).tolist() for k, v in informations.items()},
+        },
+    )
+
+
+def _current(folder: Path, key: dict[str, Any]) -> bool:
+    """Whether ``folder`` holds a finished output made with exactly ``key``."""
+    path = folder / STEP_RECORD
+    if not path.is_file():
+        return False
+    try:
+        return json.loads(path.read_text()).get("key_hash") == stable_hash(key)
+    except json.JSONDecodeError:
+        return False
+
+
+def evaluate_reference(
+    event_file: EventFile | str | os.PathLike[str],
+    workflow_input: WorkflowInput,
+    output_dir: str | os.PathLike[str],
+    *,
+    test_split: float | None = None,
+    tracking_dir: str | os.PathLike[str] | None = None,
+    reuse: bool = True,
+) -> Path:
+    """Write ``rates/``: σ(θ), rate / histo / truth limits and Fisher information.
+
+    With ``reuse``, a ``rates/`` folder made with the same settings is kept as it is.
+    """
+    from minerflow.tracking.runs import tracked_run
+
+    if not hasattr(event_file, "header"):
+        event_file = open_event_file(event_file, workflow_input)
+    split = workflow_input.sampling.test_split if test_split is None else test_split
+    key = reference_key(workflow_input, split)
+    target = Path(output_dir) / REFERENCE_FOLDER
+    if reuse and _current(target, key):
+        return target
+    timer = StepTimer()
+    with tracked_run(
+        STEP,
+        tracking_dir or output_dir,
+        run_name="evaluation reference (rate, histo, truth)",
+        params={"model": "reference", **key},
+        input_file=workflow_input.source,
+        event_file=event_file.path,
+    ) as tracked:
+        with atomic_dir(target) as tmp, timer.part("evaluation"):
+            setting = _setting(event_file, workflow_input, split)
+            metrics = _reference(setting, workflow_input, tmp)
+            record(
+                tmp,
+                STEP,
+                model="reference",
+                toy=setting.toy,
+                key=key,
+                key_hash=stable_hash(key),
+                event_file=str(Path(event_file.path).resolve()),
+                parameter_names=list(event_file.header.parameter_names),
+            )
+        tracked.log_metrics({**metrics, **timer.metrics()})
+        for name in ("limits.json", "fisher.json", STEP_RECORD):
+            tracked.log_artifact(target / name, "reference")
+    return target
+
+
+class _GridRatio:
+    """A log r̂(x|θ) view with the signature expected by ``expected_limits(mode='ml')``."""
+
+    def __init__(self, function: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> None:
+        self._function = function
+
+    def evaluate_log_likelihood_ratio(
+        self, x: np.ndarray, thetas: np.ndarray, test_all_combinations: bool = True
+    ) -> tuple[np.ndarray, None]:
+        return self._function(x, thetas), None
+
+
+def _log_ratio_function(
+    estimator: Any, family: str, theta_ref: np.ndarray
+) -> Callable[..., tuple[np.ndarray, np.ndarray | None]]:
+    """``(x, grid, with_score) -> (log r̂(x|θ, θ_ref) (n_grid, n_x), score)`` for any estimator."""
+    if family == "density":
+        return lambda x, grid, score: estimator.evaluate_log_likelihood_ratio(
+            x, grid, theta_ref[None, :], test_all_combinations=True, evaluate_score=score
+        )
+    return lambda x, grid, score: estimator.evaluate_log_likelihood_ratio(
+        x, grid, test_all_combinations=True, evaluate_score=score
+    )
+
+
+def _correlation_metrics(truth: np.ndarray, estimate: np.ndarray, name: str) -> dict[str, float]:
+    keep = np.isfinite(truth) & np.isfinite(estimate)
+    t, e = truth[keep], estimate[keep]
+    return {
+        f"{name}_mse": float(np.mean((e - t) ** 2)),
+        f"{name}_correlation": float(np.corrcoef(t, e)[0, 1]),
+    }
+
+
+def _model_results(
+    setting: _Setting,
+    workflow_input: WorkflowInput,
+    trained: dict[str, Any],
+    estimator: Any,
+    folder: Path,
+) -> dict[str, float]:
+    """Predictions, limits (and SALLY Fisher information) of one model into ``folder``."""
+    from minerflow.physics import fisher, limits
+
+    family = str(trained["family"])
+    method = str(trained["method"])
+    grid, theta_true = setting.grid, setting.theta_true
+    header = setting.event_file.header
+    ref_index = header.reference_benchmark_index
+    default_ref = header.benchmark_values[ref_index] if ref_index is not None else 0 * theta_true
+    theta_ref = np.asarray(trained.get("theta_ref") or default_ref, dtype=np.float64)
+    aug = augmenter(setting.event_file, setting.test_split)
+    n_test = workflow_input.evaluation.n_samples_test
+    x_test = draw_test_sample(aug, theta_true, n_test, workflow_input.sampling.seed)["x"]
+    x_test = np.asarray(x_test, dtype=np.float64)
+    save_npy(folder / "grid.npy", grid)
+    save_npy(folder / "x_test.npy", x_test)
+    save_npy(folder / "theta_ref.npy", theta_ref)
+    metrics: dict[str, float] = {}
+    found = LimitSet(grid, theta_true)
+    if family == "score":
+        scores = np.asarray(estimator.evaluate_score(x_test), dtype=np.float64)
+        save_npy(folder / "scores.npy", scores)
+        mode = "sallino" if method == "sallino" else "sally"
+        ml_estimator: Any = estimator
+    else:
+        log_ratio = _log_ratio_function(estimator, family, theta_ref)
+        llr, scores = log_ratio(x_test, grid, True)
+        save_npy(folder / "llr.npy", llr)
+        save_npy(folder / "scores.npy", scores)
+        mode = "ml"
+        ml_estimator = (
+            estimator if family == "density" else _GridRatio(lambda x, t: log_ratio(x, t, False)[0])
+        )
+    result = limits.expected_limits(
+        mode,
+        setting.events,
+        grid,
+        theta_true,
+        setting.luminosity,
+        templates=setting.templates,
+        estimator=ml_estimator,
+        theta_ref=theta_ref,
+        keep_histograms=False,
+    )
+    found.add_result(result, workflow_input.include_xsec)
+    found.write(folder)
+    metrics |= found.metrics()
+    if setting.toy:
+        from minerflow.physics import toy
+
+        if family == "score":
+            true_scores = toy.score(x_test, theta_ref[None, :])[0]
+        else:
+            true_llr = toy.log_likelihood_ratio(x_test, grid, theta_ref[None, :])
+            save_npy(folder / "true_llr.npy", true_llr)
+            metrics |= _correlation_metrics(true_llr, llr, "llr")
+            true_scores = toy.score(x_test, grid)
+        save_npy(folder / "true_scores.npy", true_scores)
+        metrics |= _correlation_metrics(true_scores, scores, "score")
+    if family == "score" and workflow_input.fisher_information.enabled:
+        info = fisher.score_information(estimator, setting.events, theta_ref, setting.luminosity)
+        _write_fisher(folder, {str(trained["model"]): info}, theta_ref, setting.luminosity)
+        metrics["fisher.det"] = float(np.linalg.det(info))
+    return metrics
+
+
+def evaluate_model(
+    event_file: EventFile | str | os.PathLike[str],
+    model_dir: str | os.PathLike[str],
+    workflow_input: WorkflowInput,
+    output_dir: str | os.PathLike[str],
+    *,
+    tracking_dir: str | os.PathLike[str] | None = None,
+) -> Path:
+    """Evaluate one trained model into ``results/<model>/`` (see the module docstring)."""
+    from minerflow.ml.persistence import load_estimator
+    from minerflow.tracking.runs import tracked_run
+
+    trained = read_record(model_dir, "training")
+    if not hasattr(event_file, "header"):
+        event_file = open_event_file(event_file, workflow_input)
+    name = str(trained["model"])
+    workflow_input.theta_specs(str(trained["method"]))  # the method must be listed
+    estimator = load_estimator(model_dir, device=workflow_input.training.device)
+    split = float(trained["test_split"])
+    target = Path(output_dir) / RESULTS_FOLDER / name
+    key = {**workflow_input.step_config(STEP, str(trained["method"])), "test_split": split}
+    timer = StepTimer()
+    with tracked_run(
+        STEP,
+        tracking_dir or output_dir,
+        run_name=f"evaluation {name}",
+        params={"model": name, "method": trained["method"], **key},
+        input_file=workflow_input.source,
+        event_file=event_file.path,
+    ) as tracked:
+        with atomic_dir(target) as tmp, timer.part("evaluation"):
+            setting = _setting(event_file, workflow_input, split)
+            metrics = _model_results(setting, workflow_input, trained, estimator, tmp)
+            record(
+                tmp,
+                STEP,
+                model=name,
+                method=trained["method"],
+                family=trained["family"],
+                toy=setting.toy,
+                model_dir=str(Path(model_dir).resolve()),
+                key=key,
+                key_hash=stable_hash(key),
+                event_file=str(Path(event_file.path).resolve()),
+                parameter_names=list(event_file.header.parameter_names),
+            )
+        tracked.log_metrics({**metrics, **timer.metrics()})
+        for artifact in ("limits.json", "fisher.json", STEP_RECORD):
+            if (target / artifact).is_file():
+                tracked.log_artifact(target / artifact, "results")
+    return target
+
+
+def evaluate(
+    data_file: str | os.PathLike[str],
+    model_dir: str | os.PathLike[str],
+    workflow_input: WorkflowInput,
+    output_dir: str | os.PathLike[str],
+    *,
+    tracking_dir: str | os.PathLike[str] | None = None,
+) -> tuple[Path, Path]:
+    """The ``minerflow evaluate`` step: the model's results, and ``rates/`` if not current."""
+    event_file = open_event_file(data_file, workflow_input)
+    trained = read_record(model_dir, "training")
+    reference = evaluate_reference(
+        event_file,
+        workflow_input,
+        output_dir,
+        test_split=float(trained["test_split"]),
+        tracking_dir=tracking_dir,
+    )
+    result = evaluate_model(
+        event_file, model_dir, workflow_input, output_dir, tracking_dir=tracking_dir
+    )
+    return result, reference

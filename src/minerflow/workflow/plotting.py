@@ -1,0 +1,260 @@
+"""Plot step: the figures the input's ``plotting`` switches ask for, as PNG and PDF.
+
+Reads evaluation folders (``results/<model>/``, ``rates/``) and model folders (training
+histories) and writes ``plots/``:
+
+* ``pvalue_<model>``: each model's expected p-value map with its best fit (and the exact
+  truth contours for the toy);
+* ``all_methods_separate`` (switch ``all_methods_separate``): every model and the histogram
+  and rate limits side by side on one colour scale;
+* ``all_methods`` (switch ``all_methods``): every limit's contours on one panel, the
+  kinematics-only variants (``-Kin``) dashed; ``all_methods_pvalue`` names the method whose
+  p-value map is drawn underneath;
+* ``correlation_llr_<model>`` / ``correlation_score_<model>`` (switch ``correlations``, for
+  ``correlations_methods``): estimate against the exact value, toy simulator only;
+* ``cross_section`` (switch ``rates``): σ(θ) on the grid;
+* ``fisher_information``: the truth / rate / histogram / SALLY information ellipses;
+* ``training_<model>``: training and validation loss per epoch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from minerflow.config.workflow_input import WorkflowInput
+from minerflow.errors import InputError
+from minerflow.io.atomic import save_json
+from minerflow.workflow.common import STEP_RECORD, read_record, record
+from minerflow.workflow.evaluation import REFERENCE_FOLDER, RESULTS_FOLDER, load_limits
+
+__all__ = ["PLOTS_FOLDER", "make_plots", "plot"]
+
+STEP = "plotting"
+PLOTS_FOLDER = "plots"
+_KIN = "-Kin"
+
+
+def _load(path: Path) -> np.ndarray | None:
+    return np.load(path) if path.is_file() else None
+
+
+def _main_limit(limits: dict[str, tuple[np.ndarray, int]]) -> tuple[str, str | None]:
+    """Names of a model's limit with the rate term and of its kinematics-only variant."""
+    for mode in ("ml", "sally", "sallino"):
+        if mode in limits or f"{mode}_kin" in limits:
+            with_rate = mode if mode in limits else f"{mode}_kin"
+            return with_rate, (
+                f"{mode}_kin" if f"{mode}_kin" in limits and mode in limits else None
+            )
+    raise InputError("plotting", "limits", f"an ml/sally limit, found {sorted(limits)}")
+
+
+def _with_background(figure: Any, grid: np.ndarray, p_values: np.ndarray, name: str) -> None:
+    """Draw ``name``'s p-value map under the contours of an ``all_methods`` figure."""
+    from matplotlib.colors import LogNorm
+
+    ax = figure.axes[0]
+    axes = [np.unique(grid[:, i]) for i in range(2)]
+    image = np.clip(p_values.reshape(len(axes[0]), len(axes[1])).T, 1e-4, 1.0)
+    mesh = ax.pcolormesh(
+        axes[0],
+        axes[1],
+        image,
+        norm=LogNorm(1e-4, 1.0),
+        cmap="Blues",
+        shading="nearest",
+        zorder=0,
+        alpha=0.6,
+    )
+    figure.colorbar(mesh, ax=ax, label=f"p-value ({name})", extend="min", location="left")
+
+
+def _labels(records: Sequence[dict[str, Any]]) -> tuple[str, ...] | None:
+    for entry in records:
+        names = entry.get("parameter_names")
+        if names and len(names) == 2:
+            return tuple(rf"${n}$" if "_" not in n else rf"$\mathrm{{{n}}}$" for n in names)
+    return None
+
+
+def make_plots(
+    workflow_input: WorkflowInput,
+    result_dirs: Sequence[str | os.PathLike[str]],
+    reference_dir: str | os.PathLike[str] | None,
+    model_dirs: Sequence[str | os.PathLike[str]],
+    plot_dir: str | os.PathLike[str],
+    *,
+    tracking_dir: str | os.PathLike[str] | None = None,
+) -> list[Path]:
+    """Draw every figure the input asks for into ``plot_dir``; returns the written files."""
+    from minerflow.plotting.correlations import plot_log_r_correlation, plot_score_correlation
+    from minerflow.plotting.fisher import plot_fisher_ellipses
+    from minerflow.plotting.limits import plot_limit_contours, plot_pvalue_map, plot_pvalue_maps
+    from minerflow.plotting.rates import plot_cross_section_map
+    from minerflow.plotting.save import save_figure
+    from minerflow.plotting.training import plot_training_history
+    from minerflow.tracking.runs import tracked_run
+
+    target = Path(plot_dir)
+    settings = workflow_input.plotting
+    written: list[Path] = []
+    results = {Path(d).name: Path(d) for d in sorted(map(str, result_dirs))}
+    if not results:
+        raise InputError("plotting", RESULTS_FOLDER, "at least one evaluated model (run evaluate)")
+    records = [read_record(d, "evaluation") for d in results.values()]
+    reference = Path(reference_dir) if reference_dir is not None else None
+    reference_limits = load_limits(reference) if reference is not None else {}
+    if reference is not None:
+        records.append(read_record(reference, "evaluation"))
+    toy = all(bool(r.get("toy")) for r in records)
+    grid = np.load(next(iter(results.values())) / "grid.npy")
+    theta_true = list(workflow_input.asymptotic_limits.theta_true)
+    labels = _labels(records)
+    common: dict[str, Any] = {"parameter_labels": labels} if labels else {}
+    truth = reference_limits.get("truth", (None, 0))[0]
+    truth_kin = reference_limits.get("truth_kin", (None, 0))[0]
+
+    def save(figure: Any, name: str) -> None:
+        written.extend(save_figure(figure, target / name))
+
+    with_rate: dict[str, np.ndarray] = {}
+    kinematic: dict[str, np.ndarray] = {}
+    for name, folder in results.items():
+        limits = load_limits(folder)
+        main, kin = _main_limit(limits)
+        p_values, best = limits[main]
+        with_rate[name] = p_values
+        if kin is not None:
+            kinematic[name] = limits[kin][0]
+        save(
+            plot_pvalue_map(
+                grid,
+                p_values,
+                method=name,
+                best_fit=best,
+                truth_p_values=truth,
+                theta_true=theta_true,
+                **common,
+            ),
+            f"pvalue_{name}",
+        )
+    for mode in ("histo", "rate"):
+        if mode in reference_limits:
+            with_rate[mode] = reference_limits[mode][0]
+        if f"{mode}_kin" in reference_limits:
+            kinematic[mode] = reference_limits[f"{mode}_kin"][0]
+    if settings.all_methods_separate:
+        save(
+            plot_pvalue_maps(
+                grid, with_rate, truth_p_values=truth, theta_true=theta_true, **common
+            ),
+            "all_methods_separate",
+        )
+    if settings.all_methods:
+        contours = {**with_rate, **{f"{k}{_KIN}": v for k, v in kinematic.items()}}
+        figure = plot_limit_contours(
+            grid, contours, truth_p_values=truth, theta_true=theta_true, **common
+        )
+        chosen = settings.all_methods_pvalue
+        background = next((k for k in with_rate if k.rsplit("_", 1)[0] == chosen), None)
+        if background is not None:
+            _with_background(figure, grid, with_rate[background], background)
+        save(figure, "all_methods")
+        if truth_kin is not None and kinematic:
+            save(
+                plot_limit_contours(
+                    grid,
+                    {f"{k}{_KIN}": v for k, v in kinematic.items()},
+                    truth_p_values=truth_kin,
+                    theta_true=theta_true,
+                    title="kinematics only (no rate term)",
+                    **common,
+                ),
+                "all_methods_kin",
+            )
+    if settings.correlations and toy:
+        for name, folder in results.items():
+            if name.rsplit("_", 1)[0] not in settings.correlations_methods:
+                continue
+            llr, true_llr = _load(folder / "llr.npy"), _load(folder / "true_llr.npy")
+            if llr is not None and true_llr is not None:
+                save(plot_log_r_correlation(true_llr, llr, method=name), f"correlation_llr_{name}")
+            scores, true_scores = _load(folder / "scores.npy"), _load(folder / "true_scores.npy")
+            if scores is not None and true_scores is not None:
+                save(
+                    plot_score_correlation(true_scores, scores, method=name, **common),
+                    f"correlation_score_{name}",
+                )
+    if settings.rates and reference is not None and (reference / "xsecs.npy").is_file():
+        save(
+            plot_cross_section_map(
+                np.load(reference / "grid.npy"),
+                np.load(reference / "xsecs.npy"),
+                theta_ref=theta_true,
+                **common,
+            ),
+            "cross_section",
+        )
+    informations: dict[str, np.ndarray] = {}
+    fisher_theta = theta_true
+    for folder in ([reference] if reference is not None else []) + list(results.values()):
+        path = folder / "fisher.json"
+        if path.is_file():
+            content = json.loads(path.read_text())
+            fisher_theta = content["theta"]
+            informations |= {k: np.asarray(v) for k, v in content["information"].items()}
+    if informations and grid.shape[1] == 2:
+        save(
+            plot_fisher_ellipses(informations, theta_ref=fisher_theta, **common),
+            "fisher_information",
+        )
+    for folder in map(Path, model_dirs):
+        history_path = folder / "history.json"
+        if not history_path.is_file():
+            continue
+        history = json.loads(history_path.read_text())
+        validation = {k: v for k, v in history["validation"].items() if v}
+        best = history.get("best_epoch")
+        save(
+            plot_training_history(
+                history["train"],
+                validation or None,
+                monitor="total",
+                best=None if best is None else best + 1,
+                title=folder.name,
+            ),
+            f"training_{folder.name}",
+        )
+    with tracked_run(
+        STEP,
+        tracking_dir or target.parent,
+        run_name="plotting",
+        params={"plotting": workflow_input.canonical_dict()["plotting"], "models": list(results)},
+        input_file=workflow_input.source,
+    ) as tracked:
+        tracked.log_artifact(target, "plots")
+    save_json(target / "index.json", sorted(p.name for p in written))
+    record(target, STEP, models=list(results), toy=toy, files=sorted(p.name for p in written))
+    return written
+
+
+def plot(workflow_input: WorkflowInput, output_dir: str | os.PathLike[str]) -> list[Path]:
+    """The ``minerflow plot`` step: plots of everything evaluated under ``output_dir``."""
+    root = Path(output_dir)
+    results = sorted(p.parent for p in (root / RESULTS_FOLDER).glob(f"*/{STEP_RECORD}"))
+    reference = root / REFERENCE_FOLDER
+    models = sorted(p.parent for p in (root / "models").glob(f"*/{STEP_RECORD}"))
+    return make_plots(
+        workflow_input,
+        results,
+        reference if (reference / STEP_RECORD).is_file() else None,
+        models,
+        root / PLOTS_FOLDER,
+        tracking_dir=root,
+    )
