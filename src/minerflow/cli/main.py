@@ -18,7 +18,17 @@ from minerflow.errors import MinerflowError
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
-COMMANDS: tuple[str, ...] = ("toy", "status", "ui")
+COMMANDS: tuple[str, ...] = (
+    "sample",
+    "train",
+    "evaluate",
+    "plot",
+    "run",
+    "demo",
+    "toy",
+    "status",
+    "ui",
+)
 """Modules of ``minerflow.cli`` that each add one subcommand, in ``--help`` order."""
 
 EXIT_ERROR = 2
