@@ -56,6 +56,7 @@ __all__ = [
     "LimitResult",
     "MorphedEvents",
     "Morphing",
+    "NuisanceEffects",
     "RatioEstimator",
     "ScoreEstimator",
     "expected_limits",
