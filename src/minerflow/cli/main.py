@@ -25,6 +25,7 @@ COMMANDS: tuple[str, ...] = (
     "plot",
     "run",
     "demo",
+    "ml",
     "toy",
     "status",
     "ui",
