@@ -17,10 +17,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from minerflow.tasks.base import law_config_path
 from minerflow.tasks.remote import LOG_SUFFIX, slurm_summary
-from support.remote_tasks import Draws, run_task
+from minerflow.workflow.sweeps import collect_sweep_results, parse_sweeps, sweep_parent_run
+from support.remote_tasks import Draws, SweepTraining, make_toy_samples, run_task
 from support.slurm_cluster import LocalSlurmCluster, slurm_available
 
 pytestmark = [
@@ -175,3 +177,44 @@ def test_killed_submitter_reattaches_without_resubmitting(
     assert new_jobs == set(submitted)  # waited for the same jobs, submitted none
     made_by = {(task.as_branch(b).output_dir() / "job.txt").read_text() for b in range(2)}
     assert made_by == set(submitted)
+
+
+@pytest.mark.slow
+def test_sweep_trainings_as_slurm_jobs_equal_local_ones(
+    slurm_cluster: LocalSlurmCluster, tmp_path: Path
+) -> None:
+    samples = make_toy_samples(tmp_path)
+    texts = ("alpha=1,100",)
+    sweep = parse_sweeps(texts)
+    runs = {}
+    for workflow in ("local", "slurm"):
+        workdir = tmp_path / workflow
+        task = SweepTraining(
+            workdir=str(workdir),
+            samples=str(samples),
+            sweep=texts,
+            workflow=workflow,
+            poll_interval=POLL,
+        )
+        with sweep_parent_run(workdir, sweep) as parent:
+            assert run_task(task, workers=2)
+        runs[workflow] = (task, collect_sweep_results(workdir, parent.run_id, sweep))
+    (local, local_results), (remote, remote_results) = runs["local"], runs["slurm"]
+    assert [r.point for r in remote_results] == sweep.points()  # children of the parent
+    assert [r.value for r in remote_results] == [r.value for r in local_results]
+    for branch in range(len(sweep)):
+        here = local.as_branch(branch).output_dir() / "models" / "alices_0"
+        there = remote.as_branch(branch).output_dir() / "models" / "alices_0"
+        history = json.loads((here / "history.json").read_text())
+        assert (
+            json.loads((there / "history.json").read_text())["validation"] == history["validation"]
+        )
+        weights = torch.load(here / "weights.pt", weights_only=True)
+        for name, value in torch.load(there / "weights.pt", weights_only=True).items():
+            assert torch.equal(value, weights[name]), name
+        log = (
+            remote.as_branch(branch)
+            .output_dir()
+            .with_name(remote.as_branch(branch).output_dir().name + LOG_SUFFIX)
+        )
+        assert "task exit code: 0" in log.read_text()
