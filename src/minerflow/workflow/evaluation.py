@@ -257,7 +257,11 @@ def _write_fisher(
         {
             "theta": theta.tolist(),
             "luminosity": luminosity,
-            "information": {k: np.asarray(v).tolist() for k, v in informations.items()},
+            # symmetrised: quadrature and float sums leave asymmetries of order 1e-16
+            "information": {
+                k: (0.5 * (np.asarray(v) + np.asarray(v).T)).tolist()
+                for k, v in informations.items()
+            },
         },
     )
 

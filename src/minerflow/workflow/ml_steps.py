@@ -475,8 +475,26 @@ def classes_of(model: MLModel, config: od.Config) -> list[str]:
     return [p.name for p in sorted(processes, key=lambda p: (p.id, p.name))]
 
 
+def _float_routes(model: MLModel, config: od.Config, evaluations: Mapping[str, Path]) -> list:
+    """The floating-point ``produces`` columns (candidate scores), read from an output file."""
+    import pyarrow.parquet as pq
+
+    produced = sorted(str(r) for r in model.produces(config))
+    folder = next(iter(evaluations.values()))
+    first = json.loads((folder / EVALUATION_INDEX).read_text())["files"][0]["output"]
+    sample = ak.from_arrow(pq.ParquetFile(folder / first).read_row_group(0))
+    return [
+        r for r in produced
+        if np.asarray(ak.flatten(get_ak_column(sample, r), axis=None)).dtype.kind == "f"
+    ]  # fmt: skip
+
+
 def _score_routes(produced: Sequence[str], classes: Sequence[str], chosen: Sequence[str]) -> list:
-    """The score column per class (multi-class) or the one score column (binary)."""
+    """The score column per class (multi-class) or the one score column (binary).
+
+    Candidates are the floating-point produced columns; one means binary, else each class
+    needs one whose last route part is its name (``model.signal``), or ``chosen``.
+    """
     if chosen:
         if len(chosen) not in (1, len(classes)):
             raise InputError(
@@ -623,7 +641,7 @@ def plot_results(
     if len(classes) < 2:
         raise InputError(f"model '{model.cls_name}'", "datasets", "training data of 2+ processes")
     labels = {d.name: classes.index(d.processes.get_first().name) for d in model.datasets(config)}
-    produced = sorted(str(r) for r in model.produces(config))
+    produced = _float_routes(model, config, evaluations)
     routes = _score_routes(produced, classes, score_columns)
     binary = len(routes) == 1
     positive = signal or classes[0]

@@ -76,10 +76,11 @@ def _with_background(figure: Any, grid: np.ndarray, p_values: np.ndarray, name: 
 
 
 def _labels(records: Sequence[dict[str, Any]]) -> tuple[str, ...] | None:
+    """Axis labels: the event file's parameter names, as written there."""
     for entry in records:
         names = entry.get("parameter_names")
         if names and len(names) == 2:
-            return tuple(rf"${n}$" if "_" not in n else rf"$\mathrm{{{n}}}$" for n in names)
+            return tuple(names)
     return None
 
 
@@ -187,8 +188,14 @@ def make_plots(
                 save(plot_log_r_correlation(true_llr, llr, method=name), f"correlation_llr_{name}")
             scores, true_scores = _load(folder / "scores.npy"), _load(folder / "true_scores.npy")
             if scores is not None and true_scores is not None:
+                n_p = scores.shape[-1]  # ratio models: one score per (θ, event) pair
                 save(
-                    plot_score_correlation(true_scores, scores, method=name, **common),
+                    plot_score_correlation(
+                        true_scores.reshape(-1, n_p),
+                        scores.reshape(-1, n_p),
+                        method=name,
+                        **common,
+                    ),
                     f"correlation_score_{name}",
                 )
     if settings.rates and reference is not None and (reference / "xsecs.npy").is_file():
@@ -208,10 +215,20 @@ def make_plots(
         if path.is_file():
             content = json.loads(path.read_text())
             fisher_theta = content["theta"]
-            informations |= {k: np.asarray(v) for k, v in content["information"].items()}
+            informations |= {
+                k: 0.5 * (np.asarray(v) + np.asarray(v).T)
+                for k, v in content["information"].items()
+            }
     if informations and grid.shape[1] == 2:
         save(
-            plot_fisher_ellipses(informations, theta_ref=fisher_theta, **common),
+            plot_fisher_ellipses(
+                informations,
+                theta_ref=fisher_theta,
+                # the limit region: the ellipses are the linearised version of those limits
+                xlim=(float(grid[:, 0].min()), float(grid[:, 0].max())),
+                ylim=(float(grid[:, 1].min()), float(grid[:, 1].max())),
+                **common,
+            ),
             "fisher_information",
         )
     for folder in map(Path, model_dirs):
