@@ -455,12 +455,12 @@ def run_workflow(
             with open(failures, "a") as handle:
                 handle.write(f"{task.get_task_family()}{_branch_text(task)}: {error}\n")
 
-        from minerflow.tracking.runs import tracked_run
+        from minerflow.workflow.common import step_run
 
         root.mkdir(parents=True, exist_ok=True)
         LFITask.event_handler(luigi.Event.FAILURE)(_failed)
         try:
-            with tracked_run(
+            with step_run(
                 "workflow",
                 root,
                 run_name="minerflow run",

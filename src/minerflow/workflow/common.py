@@ -8,6 +8,7 @@ sampling used), so a chain of folders is self-describing.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import time
@@ -15,6 +16,7 @@ import zlib
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -32,6 +34,7 @@ from minerflow.io.atomic import save_json
 
 if TYPE_CHECKING:
     from minerflow.io.madminer_file import EventFile, EventFileHeader
+    from minerflow.tracking.runs import TrackedRun
 
 __all__ = [
     "STEP_RECORD",
@@ -45,6 +48,7 @@ __all__ = [
     "read_record",
     "record",
     "samples_folder_name",
+    "step_run",
 ]
 
 STEP_RECORD = "step.json"
@@ -162,3 +166,35 @@ class StepTimer:
     def metrics(self) -> dict[str, float]:
         """``{"time_<part>": seconds}``."""
         return {f"time_{name}": value for name, value in self.seconds.items()}
+
+
+@cache
+def _prepare_store(folder: str, step: str) -> None:
+    """Create the MLflow store and the step's experiment once, under a file lock.
+
+    Parallel task processes would otherwise race to create the SQLite schema (the loser
+    fails with "table already exists").
+    """
+    from minerflow.tracking.store import client, experiment_id, experiment_name
+
+    root = Path(folder)
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / ".mlflow.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            experiment_id(client(root), experiment_name(step))
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextmanager
+def step_run(
+    step: str, tracking_dir: str | os.PathLike[str], **kwargs: Any
+) -> Iterator[TrackedRun]:
+    """An MLflow run of one step (:func:`minerflow.tracking.runs.tracked_run`), safe to open
+    from many processes on one new store."""
+    from minerflow.tracking.runs import tracked_run
+
+    _prepare_store(str(Path(tracking_dir).resolve()), step)
+    with tracked_run(step, tracking_dir, **kwargs) as run:
+        yield run

@@ -41,6 +41,7 @@ from minerflow.workflow.common import (
     open_event_file,
     read_record,
     record,
+    step_run,
 )
 from minerflow.workflow.sampling import augmenter, draw_test_sample
 
@@ -290,7 +291,6 @@ def evaluate_reference(
 
     With ``reuse``, a ``rates/`` folder made with the same settings is kept as it is.
     """
-    from minerflow.tracking.runs import tracked_run
 
     if not hasattr(event_file, "header"):
         event_file = open_event_file(event_file, workflow_input)
@@ -300,7 +300,7 @@ def evaluate_reference(
     if reuse and _current(target, key):
         return target
     timer = StepTimer()
-    with tracked_run(
+    with step_run(
         STEP,
         tracking_dir or output_dir,
         run_name="evaluation reference (rate, histo, truth)",
@@ -444,7 +444,6 @@ def evaluate_model(
 ) -> Path:
     """Evaluate one trained model into ``results/<model>/`` (see the module docstring)."""
     from minerflow.ml.persistence import load_estimator
-    from minerflow.tracking.runs import tracked_run
 
     trained = read_record(model_dir, "training")
     if not hasattr(event_file, "header"):
@@ -456,7 +455,7 @@ def evaluate_model(
     target = Path(output_dir) / RESULTS_FOLDER / name
     key = {**workflow_input.step_config(STEP, str(trained["method"])), "test_split": split}
     timer = StepTimer()
-    with tracked_run(
+    with step_run(
         STEP,
         tracking_dir or output_dir,
         run_name=f"evaluation {name}",

@@ -30,7 +30,7 @@ import numpy as np
 from minerflow.config.workflow_input import WorkflowInput
 from minerflow.errors import InputError
 from minerflow.io.atomic import save_json
-from minerflow.workflow.common import STEP_RECORD, read_record, record
+from minerflow.workflow.common import STEP_RECORD, read_record, record, step_run
 from minerflow.workflow.evaluation import REFERENCE_FOLDER, RESULTS_FOLDER, load_limits
 
 __all__ = ["PLOTS_FOLDER", "make_plots", "plot"]
@@ -100,7 +100,6 @@ def make_plots(
     from minerflow.plotting.rates import plot_cross_section_map
     from minerflow.plotting.save import save_figure
     from minerflow.plotting.training import plot_training_history
-    from minerflow.tracking.runs import tracked_run
 
     target = Path(plot_dir)
     settings = workflow_input.plotting
@@ -248,7 +247,7 @@ def make_plots(
             ),
             f"training_{folder.name}",
         )
-    with tracked_run(
+    with step_run(
         STEP,
         tracking_dir or target.parent,
         run_name="plotting",

@@ -31,6 +31,7 @@ from minerflow.workflow.common import (
     open_event_file,
     record,
     samples_folder_name,
+    step_run,
 )
 
 if TYPE_CHECKING:
@@ -124,7 +125,6 @@ def sample_method(
     is tracked as an MLflow run in experiment ``minerflow-sampling``.
     """
     from minerflow.tracking.provenance import sha256_file
-    from minerflow.tracking.runs import tracked_run
 
     workflow_input.theta_specs(method)  # an unlisted method is an error
     settings = workflow_input.sampling
@@ -134,7 +134,7 @@ def sample_method(
     target = Path(output_dir) / samples_folder_name(method, run)
     timer = StepTimer()
     key = sampling_key(workflow_input, method)
-    with tracked_run(
+    with step_run(
         STEP,
         tracking_dir or output_dir,
         run_name=f"sampling {method}_{run}",
@@ -166,6 +166,11 @@ def sample_method(
                 n_samples=len(arrays["x"]),
                 n_effective=n_effective,
                 theta_ref=_reference_point(arrays, kind),
+                morphing_components=(
+                    None
+                    if event_file.header.morphing_components is None
+                    else event_file.header.morphing_components.tolist()
+                ),
                 test_split=settings.test_split,
                 seed=settings.seed,
                 event_file=str(Path(event_file.path).resolve()),

@@ -31,6 +31,7 @@ from minerflow.workflow.common import (
     model_name,
     read_record,
     record,
+    step_run,
 )
 
 __all__ = ["CHECKPOINTS", "build_estimator", "train", "training_key"]
@@ -51,8 +52,14 @@ _ESTIMATORS = {
 }
 
 
-def build_estimator(workflow_input: WorkflowInput, method: str) -> Any:
-    """A fresh estimator for ``method`` with the input's network shape."""
+def build_estimator(
+    workflow_input: WorkflowInput, method: str, sampled: dict[str, Any] | None = None
+) -> Any:
+    """A fresh estimator for ``method`` with the input's network shape.
+
+    The ``quadratic`` estimator also takes the event file's morphing components and the
+    sample's reference point from the sampling record ``sampled``.
+    """
     family = method_family(method)
     key = (family, workflow_input.estimator if family == "ratio" else None)
     module_name, _, class_name = _ESTIMATORS[key].partition(":")
@@ -63,7 +70,13 @@ def build_estimator(workflow_input: WorkflowInput, method: str) -> Any:
             workflow_input.source, "estimator", f"an available estimator, {key[1]!r} is not"
         ) from None
     settings = workflow_input.training
-    return cls(n_hidden=settings.n_hidden, activation=settings.activation)
+    extra: dict[str, Any] = {}
+    if key[1] == "quadratic" and sampled is not None:
+        extra = {
+            "components": sampled.get("morphing_components"),
+            "reference": sampled.get("theta_ref"),
+        }
+    return cls(n_hidden=settings.n_hidden, activation=settings.activation, **extra)
 
 
 def training_key(workflow_input: WorkflowInput, method: str) -> dict[str, Any]:
@@ -130,7 +143,6 @@ def train(
     Checkpoints go to ``checkpoint_root`` (default ``<output_dir>/models/.checkpoints``), which
     must outlive an interrupted run for the training to resume.
     """
-    from minerflow.tracking.runs import tracked_run
 
     source = Path(train_folder)
     sampled = read_record(source, "sampling")
@@ -144,13 +156,13 @@ def train(
     key = training_key(workflow_input, method)
     seed = int(derived_rng(workflow_input.sampling.seed, method, run, STEP).integers(2**31))
     settings = _training_settings(workflow_input, seed, progress)
-    estimator = build_estimator(workflow_input, method)
+    estimator = build_estimator(workflow_input, method, sampled)
     target = Path(output_dir) / "models" / name
     identity = stable_hash({"key": key, "sample": sampled, "settings": settings.to_dict()})
     root = Path(checkpoint_root) if checkpoint_root else Path(output_dir) / "models" / CHECKPOINTS
     checkpoint = root / f"{name}-{identity}"
     timer = StepTimer()
-    with tracked_run(
+    with step_run(
         STEP,
         tracking_dir or output_dir,
         run_name=f"training {name}",
