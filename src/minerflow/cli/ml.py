@@ -115,8 +115,12 @@ def _params(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _task(args: argparse.Namespace) -> Any:
+    """A fresh task: luigi caches instances, and a law workflow yields its branches once."""
+    from luigi.task_register import Register
+
     from minerflow.tasks import ml
 
+    Register.clear_instance_cache()
     params = _params(args)
     if args.step == "evaluate":
         return ml.MLEvaluation(**params, datasets=args.datasets)
@@ -178,6 +182,7 @@ def execute(task: Any, workdir: Path, workers: int) -> list[Path]:
 
     A failed task raises ``MinerflowError`` with the first recorded one-line error.
     """
+    import logging
     import time
 
     import luigi
@@ -188,7 +193,14 @@ def execute(task: Any, workdir: Path, workers: int) -> list[Path]:
 
     token = new_run_token()
     started = time.time()
-    ok = luigi.build([task], local_scheduler=True, workers=workers, log_level="CRITICAL")
+    # luigi logs each failure with its traceback; the CLI reports the one-line error instead
+    interface = logging.getLogger("luigi-interface")
+    previous = interface.level
+    interface.setLevel(logging.CRITICAL)
+    try:
+        ok = luigi.build([task], local_scheduler=True, workers=workers, log_level="CRITICAL")
+    finally:
+        interface.setLevel(previous)
     print(format_summary(collect_records([task], token), time.time() - started))
     if not ok:
         failures = read_failures(workdir, token)
