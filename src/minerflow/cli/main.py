@@ -26,6 +26,7 @@ COMMANDS: tuple[str, ...] = (
     "run",
     "demo",
     "ml",
+    "export",
     "toy",
     "status",
     "ui",
