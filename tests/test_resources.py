@@ -21,21 +21,21 @@ from minerflow.errors import InputError
 
 
 def test_step_defaults_give_trainings_more() -> None:
-    training = resolve_resources("training")
-    assert training == STEP_DEFAULTS["training"]
+    training = resolve_resources("train")
+    assert training == STEP_DEFAULTS["train"]
     assert training.cpus == 2
     assert training.walltime == "04:00:00"
-    assert resolve_resources("sampling").cpus == 1
+    assert resolve_resources("sample").cpus == 1
     assert resolve_resources("unknown-step") == Resources()  # a generic default
 
 
 def test_layers_override_in_order() -> None:
     config = {
         "default": {"partition": "short", "memory": "1G"},
-        "training": {"memory": 8000, "gpus": 1, "gpu_type": "a100", "walltime": 90},
+        "train": {"memory": 8000, "gpus": 1, "gpu_type": "a100", "walltime": 90},
     }
     overrides = ResourceSettings(cpus=8, sbatch_options=["--qos=high"])
-    training = resolve_resources("training", config, overrides)
+    training = resolve_resources("train", config, overrides)
     assert training == Resources(
         cpus=8,
         memory="8000",
@@ -53,20 +53,20 @@ def test_layers_override_in_order() -> None:
         "#SBATCH --qos=high",
     ]
     # the default section applies to steps without their own, the step default underneath
-    evaluation = resolve_resources("evaluation", config)
+    evaluation = resolve_resources("evaluate", config)
     assert (evaluation.partition, evaluation.memory, evaluation.cpus) == ("short", "1G", 1)
     assert ("gres", "gpu:1") not in evaluation.sbatch_directives()
 
 
 def test_config_errors_name_the_key() -> None:
-    with pytest.raises(InputError, match=r"^in\.yml: resources\.training\.gpu: expected a known"):
-        resolve_resources("training", {"training": {"gpu": 1}}, source="in.yml")
-    with pytest.raises(InputError, match=r"resources\.evaluation\.memory: expected a memory size"):
-        resolve_resources("evaluation", {"evaluation": {"memory": "lots"}})
+    with pytest.raises(InputError, match=r"^in\.yml: resources\.train\.gpu: expected a known"):
+        resolve_resources("train", {"train": {"gpu": 1}}, source="in.yml")
+    with pytest.raises(InputError, match=r"resources\.evaluate\.memory: expected a memory size"):
+        resolve_resources("evaluate", {"evaluate": {"memory": "lots"}})
     with pytest.raises(InputError, match=r"resources\.nonsense: expected a known setting"):
-        resolve_resources("training", {"nonsense": {}})
-    with pytest.raises(InputError, match=r"resources\.training\.cpus: expected"):
-        resolve_resources("training", {"training": {"cpus": 0}})
+        resolve_resources("train", {"nonsense": {}})
+    with pytest.raises(InputError, match=r"resources\.train\.cpus: expected"):
+        resolve_resources("train", {"train": {"cpus": 0}})
 
 
 def test_models_are_frozen_and_strict() -> None:
@@ -139,7 +139,7 @@ def test_command_line_options() -> None:
         "gpus": 2,
         "sbatch_options": ("--qos=long",),
     }
-    assert resolve_resources("sampling", None, overrides).walltime == "01:00:00"  # kept
+    assert resolve_resources("sample", None, overrides).walltime == "01:00:00"  # kept
     assert resource_overrides(parser.parse_args([])).given() == {}
     with pytest.raises(InputError, match=r"^command line: --walltime: expected a wall time"):
         resource_overrides(parser.parse_args(["--walltime", "soon"]))

@@ -152,15 +152,17 @@ class Resources(ResourceSettings):
 
 
 STEP_DEFAULTS: dict[str, Resources] = {
-    "sampling": Resources(cpus=1, memory="4G", walltime="01:00:00"),
-    "training": Resources(cpus=2, memory="4G", walltime="04:00:00"),
-    "evaluation": Resources(cpus=1, memory="4G", walltime="01:00:00"),
-    "plotting": Resources(cpus=1, memory="2G", walltime="00:30:00"),
+    "sample": Resources(cpus=1, memory="4G", walltime="01:00:00"),
+    "train": Resources(cpus=2, memory="4G", walltime="04:00:00"),
+    "evaluate": Resources(cpus=1, memory="4G", walltime="01:00:00"),
+    "reference": Resources(cpus=1, memory="4G", walltime="01:00:00"),
+    "plot": Resources(cpus=1, memory="2G", walltime="00:30:00"),
     "ml_preparation": Resources(cpus=1, memory="4G", walltime="01:00:00"),
     "ml_training": Resources(cpus=2, memory="8G", walltime="04:00:00"),
     "ml_evaluation": Resources(cpus=1, memory="4G", walltime="01:00:00"),
 }
-"""Defaults per step: trainings get two cores and more time; anything else one core, an hour."""
+"""Defaults per task step (the ``step`` of the law tasks): trainings get two cores and four
+hours, anything else one core and an hour."""
 
 
 class StepResources(BaseModel):
@@ -172,10 +174,11 @@ class StepResources(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     default: ResourceSettings | None = None
-    sampling: ResourceSettings | None = None
-    training: ResourceSettings | None = None
-    evaluation: ResourceSettings | None = None
-    plotting: ResourceSettings | None = None
+    sample: ResourceSettings | None = None
+    train: ResourceSettings | None = None
+    evaluate: ResourceSettings | None = None
+    reference: ResourceSettings | None = None
+    plot: ResourceSettings | None = None
     ml_preparation: ResourceSettings | None = None
     ml_training: ResourceSettings | None = None
     ml_evaluation: ResourceSettings | None = None
@@ -198,7 +201,7 @@ def resolve_resources(
 ) -> Resources:
     """Resources of one step: its default, then the config file's settings, then overrides.
 
-    >>> resolve_resources("training", {"training": {"gpus": 1}}).sbatch_directives()[-1]
+    >>> resolve_resources("train", {"train": {"gpus": 1}}).sbatch_directives()[-1]
     ('gres', 'gpu:1')
     """
     if config is not None and not isinstance(config, StepResources):

@@ -12,7 +12,8 @@ same output folder, atomically, as it would locally.
   task's configured settings (:meth:`SlurmWorkflowMixin.configured_resources`) and the
   ``--slurm-*`` parameters, in that order.
 - A failed job is resubmitted up to ``--retries`` times (law's resubmission).
-- Job ids are kept in ``<workdir>/.slurm/<step>/<version>/<key>/slurm_jobs_*.json``; a
+- Job ids are kept in ``<workdir>/.slurm/<step>/<version>/<key>/slurm_jobs_*.json`` (the
+  workflow's folder mirrored under ``.slurm``, which ``minerflow status`` skips); a
   re-run after the submitting process died reads it and waits for the same jobs instead of
   submitting new ones (``--ignore-submission`` forces a fresh submission).
 - Each job's log (stdout and stderr, appended across retries) is the file
@@ -181,14 +182,17 @@ class SlurmWorkflowMixin(SlurmWorkflow):
         return workflow.output_dir()  # type: ignore[attr-defined]
 
     def slurm_output_directory(self) -> law.LocalDirectoryTarget:
-        """``<workdir>/.slurm/<step>/<version>/<workflow key>``: job ids, job files, bootstrap."""
+        """``<workdir>/.slurm/<workflow folder below the workdir>``: job ids, files, bootstrap."""
         folder = self._workflow_folder()
-        step_dir = folder.parent.parent
-        control = step_dir.parent / CONTROL_DIR / step_dir.name / folder.parent.name / folder.name
+        workdir = Path(str(getattr(self, "workdir", folder.parent))).resolve()
+        try:
+            control = workdir / CONTROL_DIR / folder.relative_to(workdir)
+        except ValueError:
+            control = folder.parent / CONTROL_DIR / folder.name
         return law.LocalDirectoryTarget(str(control))
 
     def slurm_log_directory(self) -> law.LocalDirectoryTarget:
-        """The folder holding the output folders (``<workdir>/<step>/<version>``)."""
+        """The folder holding the branches' output folders (``<workdir>/<step>/<version>``)."""
         return law.LocalDirectoryTarget(str(self._workflow_folder().parent))
 
     def slurm_log_name(self, branches: Iterable[int]) -> str:
