@@ -213,5 +213,6 @@ def train(
             final["best_loss"] = best_curve[history.best_epoch]
         tracked.log_metrics(final)
         tracked.log_artifact(target, "model_folder")
-        tracked.log_torch_model(estimator.net, name="model")
+        uri = tracked.log_torch_model(estimator.net, name="model")
+        tracked.set_tags({"minerflow.model_uri": uri, "minerflow.model_dir": str(target)})
     return target
