@@ -30,9 +30,11 @@ __all__ = [
     "DEFAULT_FLOOR",
     "Histogram",
     "adaptive_edges",
+    "bin_count",
     "bin_index",
     "bin_sums",
     "bin_volumes",
+    "bins_shape",
     "default_bins",
     "fill_histogram",
     "log_probabilities",
@@ -98,6 +100,16 @@ def weighted_quantiles(
     return np.interp(quantiles, position, v)
 
 
+def bins_shape(edges: Sequence[np.ndarray]) -> tuple[int, ...]:
+    """Number of bins along each dimension of a binning given by its ``edges``."""
+    return tuple(len(e) - 1 for e in edges)
+
+
+def bin_count(edges: Sequence[np.ndarray]) -> int:
+    """Total number of bins (the length of a flat C-order bin array) of ``edges``."""
+    return int(np.prod(bins_shape(edges)))
+
+
 def bin_index(values: np.ndarray, edges: Sequence[np.ndarray]) -> np.ndarray:
     """Flat (C-order) bin number of every event; values beyond the outer edges go to outer bins."""
     values = _as_2d(values)
@@ -107,7 +119,7 @@ def bin_index(values: np.ndarray, edges: Sequence[np.ndarray]) -> np.ndarray:
     per_axis = [
         np.searchsorted(e[1:-1], values[:, axis], side="right") for axis, e in enumerate(edges)
     ]
-    return np.ravel_multi_index(per_axis, tuple(len(e) - 1 for e in edges))
+    return np.ravel_multi_index(per_axis, bins_shape(edges))
 
 
 def bin_sums(index: np.ndarray, n_bins: int, weights: np.ndarray) -> np.ndarray:
@@ -173,7 +185,7 @@ class Histogram:
 
     @property
     def shape(self) -> tuple[int, ...]:
-        return tuple(len(e) - 1 for e in self.edges)
+        return bins_shape(self.edges)
 
     @cached_property
     def relative_uncertainty(self) -> np.ndarray:
@@ -218,8 +230,8 @@ def fill_histogram(
     index = bin_index(values, edges)
     if weights.shape != index.shape:
         raise InputError("histogram", "weights", f"shape {index.shape}, got {weights.shape}")
-    n_bins = _n_bins(edges)
-    shape = tuple(len(e) - 1 for e in edges)
+    n_bins = bin_count(edges)
+    shape = bins_shape(edges)
     return Histogram(
         edges=edges,
         sum_weights=bin_sums(index, n_bins, weights).reshape(shape),
@@ -293,7 +305,7 @@ def adaptive_edges(
             _quantile_edges(values[:, a], quantile_weights, n) for a, n in enumerate(counts)
         ]
         edges = _merge_until_bounded(values, weights, quantile, max_relative_uncertainty)
-        filled = bin_sums(bin_index(values, edges), _n_bins(edges), weights**2).max(axis=0)
+        filled = bin_sums(bin_index(values, edges), bin_count(edges), weights**2).max(axis=0)
         n_filled = int(np.count_nonzero(filled))
         if best is None or n_filled > best[0]:
             best = (n_filled, edges)
@@ -301,18 +313,14 @@ def adaptive_edges(
     return best[1]
 
 
-def _n_bins(edges: Sequence[np.ndarray]) -> int:
-    return int(np.prod([len(e) - 1 for e in edges]))
-
-
 def _merge_until_bounded(
     values: np.ndarray, weights: np.ndarray, fine_edges: list[np.ndarray], bound: float
 ) -> Edges:
     """Greedy merging of a quantile grid until every non-empty bin meets the bound."""
-    fine_shape = tuple(len(e) - 1 for e in fine_edges)
+    fine_shape = bins_shape(fine_edges)
     index = bin_index(values, fine_edges)
-    s = bin_sums(index, _n_bins(fine_edges), weights).reshape(-1, *fine_shape)
-    s2 = bin_sums(index, _n_bins(fine_edges), weights**2).reshape(-1, *fine_shape)
+    s = bin_sums(index, bin_count(fine_edges), weights).reshape(-1, *fine_shape)
+    s2 = bin_sums(index, bin_count(fine_edges), weights**2).reshape(-1, *fine_shape)
     cuts = [np.arange(n) for n in fine_shape]
     while True:
         rel = _relative_uncertainty(_merged_sums(s, cuts), _merged_sums(s2, cuts)).max(axis=0)
