@@ -21,8 +21,8 @@ from minerflow.physics.fisher import (
     score_information,
     truth_information,
 )
-from minerflow.physics.limits import MorphedEvents
 from minerflow.physics.sampling import partitions
+from minerflow.physics.weighted_events import MorphedEvents
 from toy_quadrature import quadrature_events
 
 LUMINOSITY = 1e4

@@ -30,16 +30,10 @@ from minerflow.io.madminer_file import (
 )
 from minerflow.physics import toy
 from minerflow.physics.histograms import bin_index, bin_sums, bin_volumes
-from minerflow.physics.limits import (
-    MorphedEvents,
-    NuisanceEffects,
-    expected_limits,
-    log_poisson,
-    observed_limits,
-    p_values,
-    theta_grid,
-)
+from minerflow.physics.limits import expected_limits, observed_limits, p_values, theta_grid
+from minerflow.physics.profiling import log_poisson
 from minerflow.physics.sampling import partitions
+from minerflow.physics.weighted_events import MorphedEvents, NuisanceEffects
 from toy_quadrature import quadrature_events
 
 LUMINOSITY = 1e4  # pb⁻¹, the workflow's default evaluation luminosity

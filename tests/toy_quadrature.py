@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 
 from minerflow.physics import toy
-from minerflow.physics.limits import MorphedEvents
 from minerflow.physics.morphing import Morpher, find_components
+from minerflow.physics.weighted_events import MorphedEvents
 
 __all__ = ["quadrature_events"]
 

@@ -42,7 +42,7 @@ _SOURCE = "fisher information"
 
 
 class WeightedEvents(Protocol):
-    """Weighted events with morphed weights and gradients (e.g. ``limits.MorphedEvents``)."""
+    """Events with morphed weights and their gradients (e.g. ``weighted_events.MorphedEvents``)."""
 
     observations: np.ndarray
 

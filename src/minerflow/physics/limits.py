@@ -22,40 +22,39 @@ not rounded. Work is batched over θ and events, so memory stays bounded on larg
 
 Nuisance parameters ν (systematics; per-event factors ``exp(Σ a ν + b ν²)``, Gaussian
 constraints ``−½|ν|²``) are profiled in the ``rate`` and ``histo`` modes: at each θ,
-``log L_p(θ) = max_ν [log L(θ, ν) − ½|ν|²]`` by L-BFGS with analytic gradients, all points of
-a batch in one optimisation (their problems are independent); the Asimov data are at ν = 0.
+``log L_p(θ) = max_ν [log L(θ, ν) − ½|ν|²]`` (:mod:`minerflow.physics.profiling`); the Asimov
+data are at ν = 0. The weighted events themselves are :mod:`minerflow.physics.weighted_events`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
-from scipy import optimize, special, stats
+from scipy import stats
 
 from minerflow.errors import InputError
 from minerflow.physics.histograms import (
     DEFAULT_FLOOR,
     Histogram,
     adaptive_edges,
+    bin_count,
     bin_index,
     bin_sums,
     bin_volumes,
     log_probabilities,
 )
-
-if TYPE_CHECKING:
-    from minerflow.io.madminer_file import EventFile, EventFileHeader
-    from minerflow.physics.sampling import Partition
+from minerflow.physics.profiling import TemplateBinning, log_poisson, profile_likelihood
+from minerflow.physics.weighted_events import MorphedEvents, NuisanceEffects, select_columns
 
 __all__ = [
     "MODES",
     "DensityEstimator",
     "LimitResult",
+    # re-exported for callers of the limits: they live in weighted_events and profiling
     "MorphedEvents",
-    "Morphing",
     "NuisanceEffects",
     "RatioEstimator",
     "ScoreEstimator",
@@ -70,14 +69,6 @@ Mode = Literal["rate", "histo", "ml", "sally", "sallino", "truth"]
 MODES: tuple[str, ...] = ("rate", "histo", "ml", "sally", "sallino", "truth")
 _SOURCE = "limits"
 LogLikelihood = Callable[[np.ndarray, np.ndarray], np.ndarray]
-
-
-class Morphing(Protocol):
-    """Anything that gives morphing weights and their θ-gradients (e.g. ``Morpher``)."""
-
-    def weights(self, thetas: np.ndarray) -> np.ndarray: ...
-
-    def weight_gradients(self, thetas: np.ndarray) -> np.ndarray: ...
 
 
 @runtime_checkable
@@ -125,148 +116,6 @@ def theta_grid(
 
 
 @dataclass(frozen=True, eq=False)
-class NuisanceEffects:
-    """Per-event effect of nuisance parameters ν on the weights (MadMiner's nuisance morphing).
-
-    ``dσ_i(θ, ν) = dσ_i(θ) · exp(Σ_j a_ij ν_j + b_ij ν_j²)``: ``linear`` holds a, ``quadratic``
-    holds b, both ``(n_events, n_nuisance)``. Each ν_j has a Gaussian constraint N(0, 1).
-    """
-
-    names: tuple[str, ...]
-    linear: np.ndarray
-    quadratic: np.ndarray
-
-    def __post_init__(self) -> None:
-        shape = (self.linear.shape[0], len(self.names))
-        if self.linear.shape != shape or self.quadratic.shape != shape:
-            raise InputError(_SOURCE, "nuisance", f"coefficients of shape {shape}")
-
-    @classmethod
-    def from_weights(
-        cls,
-        names: Sequence[str],
-        reference: np.ndarray,
-        positive: np.ndarray,
-        negative: np.ndarray,
-    ) -> NuisanceEffects:
-        """Coefficients from weights at ν_j = 0 (``reference``, (n,)), +1 and −1 ((n, n_ν)).
-
-        With both shifts ``a = ½ log(w₊/w₋)``, ``b = ½ log(w₊w₋/w₀²)`` (the exponent through
-        the three points); where a column of ``negative`` is NaN, ``a = log(w₊/w₀)``, ``b = 0``.
-        Undefined values (zero weights) become 0 and all are clipped to [−10, 10].
-        """
-        with np.errstate(divide="ignore", invalid="ignore"):
-            up = np.log(positive / reference[:, None])
-            down = np.log(negative / reference[:, None])
-            two_sided = ~np.isnan(negative).all(axis=0)
-            linear = np.where(two_sided, 0.5 * (up - down), up)
-            quadratic = np.where(two_sided, 0.5 * (up + down), 0.0)
-        clean = [np.clip(np.nan_to_num(c, nan=0.0, posinf=0.0, neginf=0.0), -10, 10)
-                 for c in (linear, quadratic)]  # fmt: skip
-        return cls(tuple(names), clean[0], clean[1])
-
-    def log_factors(self, nu: np.ndarray) -> np.ndarray:
-        """``Σ_j a_ij ν_kj + b_ij ν_kj²`` for every ν row and event: ``(n_nu, n_events)``."""
-        nu = np.atleast_2d(nu)
-        return nu @ self.linear.T + (nu**2) @ self.quadratic.T
-
-
-@dataclass(frozen=True, eq=False)
-class MorphedEvents:
-    """Weighted Monte-Carlo events whose weight at any θ comes from morphing.
-
-    ``benchmark_weights`` are already corrected (k-factors, partition fraction), so that
-    ``Σ_i dσ_i(θ)`` estimates the total cross section σ(θ) in pb.
-    """
-
-    observations: np.ndarray
-    benchmark_weights: np.ndarray
-    morpher: Morphing
-    observable_names: tuple[str, ...] = ()
-    nuisance: NuisanceEffects | None = None
-
-    def __post_init__(self) -> None:
-        x, w = self.observations, self.benchmark_weights
-        if x.ndim != 2 or w.ndim != 2 or len(x) != len(w):
-            raise InputError(_SOURCE, "events", f"(n, n_x) and (n, n_b), got {x.shape}, {w.shape}")
-        if self.observable_names and len(self.observable_names) != x.shape[1]:
-            raise InputError(_SOURCE, "observable_names", f"{x.shape[1]} names")
-        if self.nuisance is not None and len(self.nuisance.linear) != len(x):
-            raise InputError(_SOURCE, "nuisance", f"coefficients for {len(x)} events")
-
-    @classmethod
-    def from_event_file(
-        cls, event_file: EventFile, partition: Partition | None = None
-    ) -> MorphedEvents:
-        """The events of ``partition`` (default: all), weights × k-factors × correction factor.
-
-        With partitions that tile the file (:func:`minerflow.physics.sampling.partitions`), the
-        test partition gives both the Asimov data and σ(θ), the training partition the templates.
-        """
-        from minerflow.io.madminer_file import k_factors
-
-        header = event_file.header
-        start, stop = (0, event_file.n_events)
-        factor = 1.0
-        if partition is not None:
-            start, stop, factor = partition.start, partition.stop, partition.correction_factor
-        weights = event_file.weights(start, stop, include_nuisance=bool(header.nuisance_parameters))
-        ids = event_file.sampling_benchmarks(start, stop)
-        weights *= (factor * k_factors(header, ids))[:, None]
-        n_phys = header.n_physics_benchmarks
-        return cls(
-            observations=event_file.observations(start, stop),
-            benchmark_weights=weights[:, :n_phys],
-            morpher=header.morpher(),
-            observable_names=tuple(header.observable_names),
-            nuisance=_file_nuisance(header, weights) if header.nuisance_parameters else None,
-        )
-
-    def __len__(self) -> int:
-        return len(self.observations)
-
-    def weights(self, thetas: np.ndarray) -> np.ndarray:
-        """Event weights ``dσ_i(θ)``: ``(n_theta, n_events)``."""
-        return self.morpher.weights(np.atleast_2d(thetas)) @ self.benchmark_weights.T
-
-    def weight_gradients(self, thetas: np.ndarray) -> np.ndarray:
-        """``∇_θ dσ_i(θ)``: ``(n_theta, n_p, n_events)``."""
-        return self.morpher.weight_gradients(np.atleast_2d(thetas)) @ self.benchmark_weights.T
-
-    def cross_sections(self, thetas: np.ndarray) -> np.ndarray:
-        """``σ(θ) = Σ_i dσ_i(θ)`` without forming per-event weights: ``(n_theta,)``."""
-        return self.morpher.weights(np.atleast_2d(thetas)) @ self.benchmark_weights.sum(axis=0)
-
-    def columns(self, names: Sequence[str]) -> np.ndarray:
-        """The observables called ``names``, ``(n_events, len(names))``."""
-        return _columns(self.observations, self.observable_names, names)
-
-
-def _file_nuisance(header: EventFileHeader, weights: np.ndarray) -> NuisanceEffects:
-    """Nuisance coefficients from a file's nuisance benchmarks (weights at the reference θ)."""
-    reference = weights[:, header.reference_benchmark_index or 0]
-    nps = header.nuisance_parameters
-    positive = np.column_stack(
-        [weights[:, header.benchmark_index(n.benchmark_positive)] for n in nps]
-    )
-    negative = np.column_stack([
-        weights[:, header.benchmark_index(n.benchmark_negative)]
-        if n.benchmark_negative is not None else np.full(len(weights), np.nan)
-        for n in nps
-    ])  # fmt: skip
-    return NuisanceEffects.from_weights([n.name for n in nps], reference, positive, negative)
-
-
-def _columns(x: np.ndarray, known: Sequence[str], names: Sequence[str]) -> np.ndarray:
-    index = []
-    for name in names:
-        if name not in known:
-            raise InputError(_SOURCE, "observables", f"one of {list(known)}, got {name!r}")
-        index.append(list(known).index(name))
-    return x[:, index]
-
-
-@dataclass(frozen=True, eq=False)
 class LimitResult:
     """Limits on a grid: the log-likelihood-ratio map, its two terms, p-values and best fit.
 
@@ -303,18 +152,6 @@ class LimitResult:
     def allowed(self, confidence_level: float) -> np.ndarray:
         """Mask of grid points inside the region at ``confidence_level`` (p > 1 − CL)."""
         return self.p_values > 1.0 - confidence_level
-
-
-def log_poisson(n: float | np.ndarray, mu: np.ndarray) -> np.ndarray:
-    """``log Pois(n|μ) = n log μ − μ − log Γ(n+1)`` for real n ≥ 0 (Asimov counts), −inf for μ ≤ 0.
-
-    >>> float(log_poisson(2, np.array([3.0]))[0]) == float(np.log(9 / 2) - 3)
-    True
-    """
-    mu = np.asarray(mu, dtype=np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        value = special.xlogy(n, mu) - mu - special.gammaln(np.asarray(n, np.float64) + 1.0)
-    return np.where(mu > 0, value, -np.inf)
 
 
 def p_values(log_likelihood: np.ndarray, dof: int) -> tuple[np.ndarray, np.ndarray, int]:
@@ -391,24 +228,6 @@ class _HistogramSettings:
     keep: bool
 
 
-@dataclass(frozen=True)
-class _Binning:
-    """One binning of a summary statistic for the whole grid, and the data's mass per bin."""
-
-    edges: tuple[np.ndarray, ...]
-    template_index: np.ndarray
-    data_mass: np.ndarray
-    log_volume: np.ndarray
-
-    @property
-    def n_bins(self) -> int:
-        return len(self.log_volume)
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return tuple(len(e) - 1 for e in self.edges)
-
-
 def _fixed_binning(
     summary_data: np.ndarray,
     summary_templates: np.ndarray,
@@ -416,7 +235,7 @@ def _fixed_binning(
     templates: MorphedEvents,
     grid: np.ndarray,
     settings: _HistogramSettings,
-) -> _Binning:
+) -> TemplateBinning:
     """Explicit edges, or adaptive ones on the templates weighted by the grid average of the
     normalised weights ``dσ_i(θ)/σ(θ)`` (linear in the benchmark weights: O(n_grid) cost)."""
     sigma = templates.cross_sections(grid)
@@ -431,8 +250,8 @@ def _fixed_binning(
             settings.bins,  # type: ignore[arg-type]
             settings.max_relative_uncertainty,
         )
-    n_bins = int(np.prod([len(e) - 1 for e in edges]))
-    return _Binning(
+    n_bins = bin_count(edges)
+    return TemplateBinning(
         edges=edges,
         template_index=bin_index(summary_templates, edges),
         data_mass=bin_sums(bin_index(summary_data, edges), n_bins, data.weights),
@@ -441,7 +260,7 @@ def _fixed_binning(
 
 
 def _fixed_histogram_term(
-    binning: _Binning,
+    binning: TemplateBinning,
     templates: MorphedEvents,
     grid: np.ndarray,
     settings: _HistogramSettings,
@@ -459,7 +278,7 @@ def _fixed_histogram_term(
     return out, tuple(kept)
 
 
-def _histograms(binning: _Binning, weights: np.ndarray, sums: np.ndarray) -> list[Histogram]:
+def _histograms(binning: TemplateBinning, weights: np.ndarray, sums: np.ndarray) -> list[Histogram]:
     sums2 = bin_sums(binning.template_index, binning.n_bins, weights**2)
     return [
         Histogram(binning.edges, s.reshape(binning.shape), s2.reshape(binning.shape))
@@ -519,135 +338,6 @@ def _sallino_term(
     return out, tuple(kept)
 
 
-class _ProfiledLikelihood:
-    """log L(θ_k, ν_k) − ½|ν_k|² and its ν-gradient for a batch of θ (rate and/or histogram).
-
-    Rate: ``log Pois(n | L Σ_i dσ_i(θ) e^{f_i(ν)})``; histogram: ``n Σ_b A_b log p_b(θ, ν)``
-    with ``p_b = (S_b/ΣS + ε)/(1 + Bε)`` (as :func:`log_probabilities`), ``S_b`` the template
-    weights in bin b with their nuisance factors. Gradients: ``∂e^{f_i}/∂ν_j = e^{f_i}
-    (a_ij + 2 b_ij ν_j)``.
-    """
-
-    def __init__(
-        self,
-        n_events: float,
-        luminosity: float,
-        rate: tuple[np.ndarray, NuisanceEffects] | None,
-        histogram: tuple[np.ndarray, NuisanceEffects, _Binning] | None,
-    ) -> None:
-        self.n, self.luminosity, self.rate, self.histogram = n_events, luminosity, rate, histogram
-
-    def rate_term(self, nu: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        if self.rate is None:
-            return np.zeros(len(nu)), np.zeros_like(nu)
-        weights, effects = self.rate
-        wf = weights * np.exp(effects.log_factors(nu))
-        sigma = wf.sum(axis=1)
-        gradient = wf @ effects.linear + 2.0 * nu * (wf @ effects.quadratic)
-        value = log_poisson(self.n, self.luminosity * sigma)
-        return value, (self.n / sigma - self.luminosity)[:, None] * gradient
-
-    def histogram_term(self, nu: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        if self.histogram is None:
-            return np.zeros(len(nu)), np.zeros_like(nu)
-        weights, effects, binning = self.histogram
-        wf = weights * np.exp(effects.log_factors(nu))
-        index, n_bins = binning.template_index, binning.n_bins
-        sums = bin_sums(index, n_bins, wf)
-        gradient = np.stack(
-            [
-                bin_sums(index, n_bins, wf * effects.linear[:, j])
-                + 2.0 * nu[:, j : j + 1] * bin_sums(index, n_bins, wf * effects.quadratic[:, j])
-                for j in range(nu.shape[1])
-            ],
-            axis=-1,
-        )
-        positive = sums > 0
-        sums = np.where(positive, sums, 0.0)
-        gradient = np.where(positive[..., None], gradient, 0.0)
-        total = sums.sum(axis=1)
-        total = np.where(total > 0, total, 1.0)
-        fraction = sums / total[:, None]
-        d_fraction = (
-            gradient / total[:, None, None]
-            - fraction[..., None] * gradient.sum(axis=1)[:, None, :] / total[:, None, None]
-        )
-        log_p = np.log(fraction + DEFAULT_FLOOR) - np.log1p(n_bins * DEFAULT_FLOOR)
-        mass = binning.data_mass
-        value = self.n * ((log_p - binning.log_volume) @ mass)
-        d_value = self.n * np.einsum(
-            "kbj,b->kj", d_fraction / (fraction + DEFAULT_FLOOR)[..., None], mass
-        )
-        return value, d_value
-
-    def negative(self, flat: np.ndarray, shape: tuple[int, int]) -> tuple[float, np.ndarray]:
-        """Minus the batch's summed profiled log-likelihood and its gradient (for L-BFGS)."""
-        nu = flat.reshape(shape)
-        rate, d_rate = self.rate_term(nu)
-        kin, d_kin = self.histogram_term(nu)
-        value = np.sum(rate + kin) - 0.5 * np.sum(nu**2)
-        return -float(value), -(d_rate + d_kin - nu).ravel()
-
-
-def _profile(
-    data: _Data,
-    events: MorphedEvents,
-    templates: MorphedEvents,
-    grid: np.ndarray,
-    luminosity: float,
-    include_xsec: bool,
-    binning: _Binning | None,
-    batching: _Batching,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Profile the nuisance parameters at every grid point: (kinematic, rate, ν̂)."""
-    used = [e.nuisance for e in _nuisance_sources(events, templates, include_xsec, binning)]
-    names = next(u.names for u in used if u is not None)
-    if any(u is not None and u.names != names for u in used):
-        raise InputError(_SOURCE, "nuisance", f"the same nuisance parameters {names} everywhere")
-    n_nu = len(names)
-    kinematic, rate, nu_hat = np.zeros(len(grid)), np.zeros(len(grid)), np.zeros((len(grid), n_nu))
-    n_work = max(len(events), len(templates) if binning is not None else 0)
-    for ts in batching.theta_slices(len(grid), n_work):
-        thetas = grid[ts]
-        likelihood = _ProfiledLikelihood(
-            data.n_events,
-            luminosity,
-            (events.weights(thetas), _effects(events, n_nu)) if include_xsec else None,
-            (templates.weights(thetas), _effects(templates, n_nu), binning)
-            if binning is not None
-            else None,
-        )
-        shape = (len(thetas), n_nu)
-        fit = optimize.minimize(
-            likelihood.negative,
-            np.zeros(shape).ravel(),
-            args=(shape,),
-            jac=True,
-            method="L-BFGS-B",
-            options={"maxiter": 10_000, "ftol": 1e-15, "gtol": 1e-9},
-        )
-        nu = fit.x.reshape(shape)
-        nu_hat[ts] = nu
-        rate[ts] = likelihood.rate_term(nu)[0]
-        kinematic[ts] = likelihood.histogram_term(nu)[0]
-    return kinematic, rate, nu_hat
-
-
-def _nuisance_sources(
-    events: MorphedEvents, templates: MorphedEvents, include_xsec: bool, binning: _Binning | None
-) -> list[MorphedEvents]:
-    """The event samples whose weights enter the likelihood (rate, then histogram templates)."""
-    return [e for e, used in ((events, include_xsec), (templates, binning is not None)) if used]
-
-
-def _effects(events: MorphedEvents, n_nu: int) -> NuisanceEffects:
-    """The events' nuisance effects, or none (all coefficients zero) if they have none."""
-    if events.nuisance is not None:
-        return events.nuisance
-    zeros = np.zeros((len(events), n_nu))
-    return NuisanceEffects(tuple(f"nu_{j}" for j in range(n_nu)), zeros, zeros)
-
-
 def _limits(
     mode: str,
     data: _Data,
@@ -688,11 +378,11 @@ def _limits(
 
     kinematic = np.zeros(len(grid))
     histograms: tuple[Histogram, ...] = ()
-    binning: _Binning | None = None
+    binning: TemplateBinning | None = None
     if mode == "histo":
         if not observables:
             raise InputError(_SOURCE, "observables", "at least one observable name for 'histo'")
-        s_data = _columns(data.x, events.observable_names, observables)
+        s_data = select_columns(data.x, events.observable_names, observables)
         binning = _fixed_binning(
             s_data, templates.columns(observables), data, templates, grid, settings
         )
@@ -725,12 +415,19 @@ def _limits(
     if include_xsec:
         rate = log_poisson(data.n_events, luminosity * events.cross_sections(grid))
     constraint, nu_hat = np.zeros(len(grid)), None
-    sources = _nuisance_sources(events, templates, include_xsec, binning)
-    if profile_nuisance and any(e.nuisance is not None for e in sources):
-        kinematic, rate, nu_hat = _profile(
-            data, events, templates, grid, luminosity, include_xsec, binning, batching
+    if profile_nuisance:
+        n_work = max(len(events), len(templates) if binning is not None else 0)
+        profiled = profile_likelihood(
+            grid,
+            data.n_events,
+            luminosity,
+            events if include_xsec else None,
+            None if binning is None else (templates, binning),
+            batching.theta_slices(len(grid), n_work),
         )
-        constraint = -0.5 * np.sum(nu_hat**2, axis=1)
+        if profiled is not None:
+            kinematic, rate, nu_hat = profiled
+            constraint = -0.5 * np.sum(nu_hat**2, axis=1)
     dof = grid.shape[1] if dof is None else int(dof)
     delta, p, best = p_values(kinematic + rate + constraint, dof)
     return LimitResult(
