@@ -24,7 +24,13 @@ import numpy as np
 from scipy import stats
 
 from minerflow.errors import InputError
-from minerflow.physics.histograms import adaptive_edges, bin_index, bin_sums, with_flow_bins
+from minerflow.physics.histograms import (
+    adaptive_edges,
+    bin_count,
+    bin_index,
+    bin_sums,
+    with_flow_bins,
+)
 
 __all__ = [
     "WeightedEvents",
@@ -141,7 +147,7 @@ def histogram_information(
             spec = np.linspace(limits[0], limits[1], int(spec) + 1)
         edges.append(with_flow_bins(np.asarray(spec, dtype=np.float64))[0])
     index = bin_index(values, edges)
-    n_bins = int(np.prod([len(e) - 1 for e in edges]))
+    n_bins = bin_count(edges)
     return cell_information(
         bin_sums(index, n_bins, sigma), bin_sums(index, n_bins, gradients.T).T, luminosity
     )

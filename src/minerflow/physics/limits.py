@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol, runtime_checkable
+from typing import Literal, Protocol, TypedDict, Unpack, runtime_checkable
 
 import numpy as np
 from scipy import stats
@@ -44,6 +44,7 @@ from minerflow.physics.histograms import (
     bin_index,
     bin_sums,
     bin_volumes,
+    bins_shape,
     log_probabilities,
 )
 from minerflow.physics.profiling import TemplateBinning, log_poisson, profile_likelihood
@@ -52,6 +53,7 @@ from minerflow.physics.weighted_events import MorphedEvents, NuisanceEffects, se
 __all__ = [
     "MODES",
     "DensityEstimator",
+    "LimitOptions",
     "LimitResult",
     # re-exported for callers of the limits: they live in weighted_events and profiling
     "MorphedEvents",
@@ -280,8 +282,9 @@ def _fixed_histogram_term(
 
 def _histograms(binning: TemplateBinning, weights: np.ndarray, sums: np.ndarray) -> list[Histogram]:
     sums2 = bin_sums(binning.template_index, binning.n_bins, weights**2)
+    shape = bins_shape(binning.edges)
     return [
-        Histogram(binning.edges, s.reshape(binning.shape), s2.reshape(binning.shape))
+        Histogram(binning.edges, s.reshape(shape), s2.reshape(shape))
         for s, s2 in zip(sums, sums2, strict=True)
     ]
 
@@ -345,18 +348,18 @@ def _limits(
     grid: np.ndarray,
     luminosity: float,
     *,
-    include_xsec: bool,
-    templates: MorphedEvents | None,
-    observables: Sequence[str],
-    bins: int | Sequence[int] | Sequence[np.ndarray] | None,
-    max_relative_uncertainty: float,
-    estimator: object | None,
-    log_likelihood: LogLikelihood | None,
-    theta_ref: np.ndarray | Sequence[float] | None,
-    dof: int | None,
-    max_batch_pairs: int,
-    keep_histograms: bool,
-    profile_nuisance: bool,
+    include_xsec: bool = True,
+    templates: MorphedEvents | None = None,
+    observables: Sequence[str] = (),
+    bins: int | Sequence[int] | Sequence[np.ndarray] | None = None,
+    max_relative_uncertainty: float = 0.2,
+    estimator: object | None = None,
+    log_likelihood: LogLikelihood | None = None,
+    theta_ref: np.ndarray | Sequence[float] | None = None,
+    dof: int | None = None,
+    max_batch_pairs: int = 1 << 20,
+    keep_histograms: bool = True,
+    profile_nuisance: bool = True,
 ) -> LimitResult:
     grid = np.atleast_2d(np.asarray(grid, dtype=np.float64))
     if mode not in MODES:
@@ -446,39 +449,51 @@ def _limits(
     )
 
 
+class LimitOptions(TypedDict, total=False):
+    """Keyword options of :func:`expected_limits` and :func:`observed_limits` (default first).
+
+    ``include_xsec`` (True): add the Poisson rate term. ``templates`` (None: ``events``): the
+    events histogram modes fill their templates from, reweighted to each θ (e.g. the training
+    partition). ``observables`` (()): the observables of ``histo``. ``bins`` (None, automatic):
+    an int or one int per axis (initial quantile bins, then merged until
+    ``sqrt(Σw²)/Σw <= max_relative_uncertainty`` (0.2) in every bin), or explicit edges per
+    axis. ``estimator`` (None): ratio/density estimator (``ml``) or score estimator (``sally``,
+    ``sallino``). ``log_likelihood(x, thetas) -> (n_theta, n_x)`` (None): for ``truth``.
+    ``theta_ref`` (None: 0): the reference point of ``sallino``. ``dof`` (None: the number of
+    parameters): degrees of freedom of the χ². ``max_batch_pairs`` (2²⁰): at most this many
+    (θ, event) pairs are evaluated at once. ``keep_histograms`` (True): return the templates.
+    ``profile_nuisance`` (True): if the events carry nuisance effects, profile them (``rate``
+    and ``histo``; kept histograms are the nominal ν = 0 templates).
+    """
+
+    include_xsec: bool
+    templates: MorphedEvents | None
+    observables: Sequence[str]
+    bins: int | Sequence[int] | Sequence[np.ndarray] | None
+    max_relative_uncertainty: float
+    estimator: object | None
+    log_likelihood: LogLikelihood | None
+    theta_ref: np.ndarray | Sequence[float] | None
+    dof: int | None
+    max_batch_pairs: int
+    keep_histograms: bool
+    profile_nuisance: bool
+
+
 def expected_limits(
     mode: Mode,
     events: MorphedEvents,
     grid: np.ndarray,
     theta_true: np.ndarray | Sequence[float],
     luminosity: float,
-    *,
-    include_xsec: bool = True,
-    templates: MorphedEvents | None = None,
-    observables: Sequence[str] = (),
-    bins: int | Sequence[int] | Sequence[np.ndarray] | None = None,
-    max_relative_uncertainty: float = 0.2,
-    estimator: object | None = None,
-    log_likelihood: LogLikelihood | None = None,
-    theta_ref: np.ndarray | Sequence[float] | None = None,
-    dof: int | None = None,
-    max_batch_pairs: int = 1 << 20,
-    keep_histograms: bool = True,
-    profile_nuisance: bool = True,
+    **options: Unpack[LimitOptions],
 ) -> LimitResult:
     """Expected limits from the Asimov data set of ``events`` at ``theta_true``.
 
     ``events`` (the test partition) give the Asimov data, ``w_i = dσ_i(θ_true)/σ(θ_true)``,
-    ``n = L·σ(θ_true)``, and σ(θ) of the rate term. Histogram modes fill their templates from
-    ``templates`` (e.g. the training partition; default ``events``) reweighted to each θ.
-    ``bins``: None (automatic), an int or one int per axis (initial quantile bins, then merged
-    until ``sqrt(Σw²)/Σw <= max_relative_uncertainty`` in every bin), or explicit edges per axis.
-    ``estimator``: ratio/density estimator (``ml``) or score estimator (``sally``, ``sallino``);
-    ``log_likelihood(x, thetas) -> (n_theta, n_x)`` for ``truth``; ``theta_ref`` the reference
-    point of ``sallino`` (default 0). At most ``max_batch_pairs`` (θ, event) pairs are
-    evaluated at once. If the events carry nuisance effects, ``profile_nuisance`` profiles them
-    (``rate`` and ``histo``; kept histograms are the nominal ν = 0 templates). See the module
-    docstring for the formulas (arXiv:1007.1727, 1907.10621).
+    ``n = L·σ(θ_true)``, and σ(θ) of the rate term; histogram modes fill their templates from
+    ``templates`` (default ``events``). :class:`LimitOptions` lists the keyword options. See
+    the module docstring for the formulas (arXiv:1007.1727, 1907.10621).
     """
     theta_true = np.asarray(theta_true, dtype=np.float64).reshape(1, -1)
     weights = events.weights(theta_true)[0]
@@ -486,25 +501,7 @@ def expected_limits(
     if not sigma > 0:
         raise InputError(_SOURCE, "theta_true", f"a point with positive cross section, σ={sigma}")
     data = _Data(events.observations, weights / sigma, luminosity * sigma)
-    return _limits(
-        mode,
-        data,
-        events,
-        grid,
-        luminosity,
-        include_xsec=include_xsec,
-        templates=templates,
-        observables=observables,
-        bins=bins,
-        max_relative_uncertainty=max_relative_uncertainty,
-        estimator=estimator,
-        log_likelihood=log_likelihood,
-        theta_ref=theta_ref,
-        dof=dof,
-        max_batch_pairs=max_batch_pairs,
-        keep_histograms=keep_histograms,
-        profile_nuisance=profile_nuisance,
-    )
+    return _limits(mode, data, events, grid, luminosity, **options)
 
 
 def observed_limits(
@@ -515,18 +512,7 @@ def observed_limits(
     luminosity: float,
     *,
     n_observed: float | None = None,
-    include_xsec: bool = True,
-    templates: MorphedEvents | None = None,
-    observables: Sequence[str] = (),
-    bins: int | Sequence[int] | Sequence[np.ndarray] | None = None,
-    max_relative_uncertainty: float = 0.2,
-    estimator: object | None = None,
-    log_likelihood: LogLikelihood | None = None,
-    theta_ref: np.ndarray | Sequence[float] | None = None,
-    dof: int | None = None,
-    max_batch_pairs: int = 1 << 20,
-    keep_histograms: bool = True,
-    profile_nuisance: bool = True,
+    **options: Unpack[LimitOptions],
 ) -> LimitResult:
     """Limits from observed events ``x_observed`` (equal weights), as :func:`expected_limits`.
 
@@ -542,22 +528,4 @@ def observed_limits(
     if n < 0 or (mode != "rate" and len(x) == 0):
         raise InputError(_SOURCE, "x_observed", "observed events (and n_observed >= 0)")
     weights = np.full(len(x), 1.0 / max(len(x), 1))
-    return _limits(
-        mode,
-        _Data(x, weights, n),
-        events,
-        grid,
-        luminosity,
-        include_xsec=include_xsec,
-        templates=templates,
-        observables=observables,
-        bins=bins,
-        max_relative_uncertainty=max_relative_uncertainty,
-        estimator=estimator,
-        log_likelihood=log_likelihood,
-        theta_ref=theta_ref,
-        dof=dof,
-        max_batch_pairs=max_batch_pairs,
-        keep_histograms=keep_histograms,
-        profile_nuisance=profile_nuisance,
-    )
+    return _limits(mode, _Data(x, weights, n), events, grid, luminosity, **options)

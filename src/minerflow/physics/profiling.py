@@ -23,7 +23,7 @@ import numpy as np
 from scipy import optimize, special
 
 from minerflow.errors import InputError
-from minerflow.physics.histograms import DEFAULT_FLOOR, bin_sums, bins_shape
+from minerflow.physics.histograms import DEFAULT_FLOOR, bin_sums
 from minerflow.physics.weighted_events import MorphedEvents, NuisanceEffects
 
 __all__ = ["TemplateBinning", "log_poisson", "profile_likelihood"]
@@ -56,10 +56,6 @@ class TemplateBinning:
     @property
     def n_bins(self) -> int:
         return len(self.log_volume)
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return bins_shape(self.edges)
 
 
 class _ProfiledLikelihood:
