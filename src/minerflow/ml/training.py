@@ -67,17 +67,21 @@ class TrainingDivergedError(MinerflowError):
 class TrainingSettings:
     """How to train; frozen, validated at construction, unknown options rejected.
 
+    The defaults are tuned for time to quality on the toy (ALICES, 3x100 tanh, 70k rows):
+    batch 256 with a per-step cosine decay from 2e-3 reaches the log r̂ accuracy of
+    MadMiner's defaults (batch 128, 1e-3 -> 1e-4 per epoch) in about half the steps.
+
     ``lr_schedule="exponential"`` decays the learning rate per epoch from ``lr`` to
     ``lr_final`` (``lr_e = lr (lr_final/lr)^(e/(E-1))``, as MadMiner); ``"cosine"`` decays it
     per step along half a cosine. ``patience=None`` never stops early but still restores the
     best weights when ``early_stopping`` is on. ``progress=None`` shows a bar on a terminal.
     """
 
-    n_epochs: int = 50
-    batch_size: int = 128
-    lr: float = 1e-3
-    lr_final: float = 1e-4
-    lr_schedule: str = "exponential"
+    n_epochs: int = 20
+    batch_size: int = 256
+    lr: float = 2e-3
+    lr_final: float = 1e-5
+    lr_schedule: str = "cosine"
     optimizer: str = "amsgrad"
     validation_split: float = 0.25
     early_stopping: bool = True
@@ -139,7 +143,8 @@ class TrainingHistory:
     """Per-epoch values of every loss term and the weighted total, train and validation.
 
     ``train["total"][e]`` is epoch ``e``'s mean training loss; ``validation`` has the same keys
-    (empty lists without a validation split). ``best_epoch`` (0-based) is the epoch whose
+    (empty lists without a validation split); ``learning_rate[e]`` is the rate at the start of
+    epoch ``e``. ``best_epoch`` (0-based) is the epoch whose
     weights the model holds when early stopping is on.
     """
 
@@ -357,7 +362,7 @@ class _Run:
             for name, value in zip(history.term_names, values, strict=True):
                 store[name].append(value)
             store["total"].append(float(np.dot(values, self.weights.tolist())))
-        history.learning_rate.append(self.optimizer.param_groups[0]["lr"])
+        history.learning_rate.append(learning_rate(self.settings, epoch))
         monitored = (history.validation if val_terms is not None else history.train)["total"][-1]
         if monitored < self.best_loss:
             self.best_loss = monitored
