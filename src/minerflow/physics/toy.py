@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -411,6 +412,51 @@ class ToySimulator:
             return 2.0 * (g @ terms[:, 1:, :].reshape(2 * n, 3).T).reshape(len(g), n, 2)
         return 2.0 * np.einsum("npj,nj->np", terms[:, 1:, :], self._paired(g, n))
 
+    def _log_ratio(
+        self,
+        terms_of: Callable[[np.ndarray], np.ndarray],
+        points: np.ndarray,
+        theta0: np.ndarray,
+        theta1: np.ndarray,
+        all_combinations: bool,
+    ) -> np.ndarray:
+        """``log[gᵀTg/σ](θ₀) − log[gᵀTg/σ](θ₁)`` with ``T = terms_of(points)``.
+
+        One code path for the joint (latent ``z``) and the observed (``x``) log ratio; θ are
+        checked before the points, pairing as in :meth:`_quadratic`.
+        """
+        g0, g1 = np.broadcast_arrays(
+            self._couplings(theta0, "theta0"), self._couplings(theta1, "theta1")
+        )
+        terms = terms_of(points)
+        f0 = self._quadratic(g0, terms, all_combinations)
+        f1 = self._quadratic(g1, terms, all_combinations)
+        xs_ratio = np.log(self.cross_section(g0[:, 1:])) - np.log(self.cross_section(g1[:, 1:]))
+        log_r = np.log(f0, out=f0)
+        log_r -= np.log(f1, out=f1)
+        log_r -= xs_ratio[:, None] if all_combinations else xs_ratio
+        return log_r
+
+    def _score(
+        self,
+        terms_of: Callable[[np.ndarray], np.ndarray],
+        points: np.ndarray,
+        thetas: np.ndarray,
+        all_combinations: bool,
+    ) -> np.ndarray:
+        """``∇_θ log[gᵀTg/σ] = 2 (T g)_{1:}/(gᵀTg) − ∇σ/σ`` with ``T = terms_of(points)``.
+
+        One code path for the joint (latent ``z``) and the observed (``x``) score.
+        """
+        g = self._couplings(thetas)
+        terms = terms_of(points)
+        value = self._quadratic(g, terms, all_combinations)
+        grad = self._quadratic_gradient(g, terms, all_combinations)
+        rate = self.cross_section_gradient(g[:, 1:]) / self.cross_section(g[:, 1:])[:, None]
+        if all_combinations:
+            rate = rate[:, None, :]
+        return grad / value[..., None] - rate
+
     # ------------------------------------------------------------------ cross sections
 
     def cross_section(self, thetas: np.ndarray) -> np.ndarray:
@@ -441,17 +487,7 @@ class ToySimulator:
         ``theta0``/``theta1`` are paired row by row (one row broadcasts). All combinations:
         ``(n_theta, n)``; otherwise row i pairs event i with ``θ₀[i], θ₁[i]``: ``(n,)``.
         """
-        g0, g1 = np.broadcast_arrays(
-            self._couplings(theta0, "theta0"), self._couplings(theta1, "theta1")
-        )
-        terms = self._latent_terms(z)
-        d0 = self._quadratic(g0, terms, test_all_combinations)
-        d1 = self._quadratic(g1, terms, test_all_combinations)
-        xs0 = self.cross_section(g0[:, 1:])
-        xs1 = self.cross_section(g1[:, 1:])
-        if test_all_combinations:
-            xs0, xs1 = xs0[:, None], xs1[:, None]
-        return np.log(d0) - np.log(d1) - np.log(xs0) + np.log(xs1)
+        return self._log_ratio(self._latent_terms, z, theta0, theta1, test_all_combinations)
 
     def joint_score(
         self, z: np.ndarray, thetas: np.ndarray, test_all_combinations: bool = True
@@ -460,14 +496,7 @@ class ToySimulator:
 
         ``(n_theta, n, 2)``, or ``(n, 2)`` with ``θ`` paired to events row by row.
         """
-        g = self._couplings(thetas)
-        terms = self._latent_terms(z)
-        value = self._quadratic(g, terms, test_all_combinations)
-        grad = self._quadratic_gradient(g, terms, test_all_combinations)
-        rate = self.cross_section_gradient(g[:, 1:]) / self.cross_section(g[:, 1:])[:, None]
-        if test_all_combinations:
-            rate = rate[:, None, :]
-        return grad / value[..., None] - rate
+        return self._score(self._latent_terms, z, thetas, test_all_combinations)
 
     # ------------------------------------------------------------------ observed level
 
@@ -499,17 +528,7 @@ class ToySimulator:
         ``theta0``/``theta1`` are paired row by row (one row broadcasts); all combinations
         with events give ``(n_theta, n_x)``, otherwise ``(n_x,)`` with row i ↔ event i.
         """
-        g0, g1 = np.broadcast_arrays(
-            self._couplings(theta0, "theta0"), self._couplings(theta1, "theta1")
-        )
-        terms = self._observed_terms(x)
-        f0 = self._quadratic(g0, terms, test_all_combinations)
-        f1 = self._quadratic(g1, terms, test_all_combinations)
-        xs_ratio = np.log(self.cross_section(g0[:, 1:])) - np.log(self.cross_section(g1[:, 1:]))
-        log_r = np.log(f0, out=f0)
-        log_r -= np.log(f1, out=f1)
-        log_r -= xs_ratio[:, None] if test_all_combinations else xs_ratio
-        return log_r
+        return self._log_ratio(self._observed_terms, x, theta0, theta1, test_all_combinations)
 
     def score(
         self, x: np.ndarray, thetas: np.ndarray, test_all_combinations: bool = True
@@ -518,14 +537,7 @@ class ToySimulator:
 
         ``(n_theta, n_x, 2)``, or ``(n_x, 2)`` with ``θ`` paired to events row by row.
         """
-        g = self._couplings(thetas)
-        terms = self._observed_terms(x)
-        value = self._quadratic(g, terms, test_all_combinations)
-        grad = self._quadratic_gradient(g, terms, test_all_combinations)
-        rate = self.cross_section_gradient(g[:, 1:]) / self.cross_section(g[:, 1:])[:, None]
-        if test_all_combinations:
-            rate = rate[:, None, :]
-        return grad / value[..., None] - rate
+        return self._score(self._observed_terms, x, thetas, test_all_combinations)
 
     # ------------------------------------------------------------------ expectations over x
 
