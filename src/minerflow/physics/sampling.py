@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -201,6 +201,29 @@ def _split_counts(n: int, n_sets: int) -> np.ndarray:
 def _cycle(thetas: np.ndarray, n_sets: int) -> np.ndarray:
     """Repeat a list of points cyclically to ``n_sets`` rows (MadMiner's set layout)."""
     return thetas[np.arange(n_sets) % len(thetas)]
+
+
+def _single_spec_sampler(
+    name: str, score: bool, default_partition: PartitionName, doc: str
+) -> Callable[..., dict[str, np.ndarray]]:
+    """A public ``SampleAugmenter.<name>`` method: draw at the points of one θ spec.
+
+    The four single-spec samplers differ only in whether they add ``t_xz`` and in their
+    default partition, so they share this one signature (see ``SampleAugmenter._single``).
+    """
+
+    def sample(
+        self: SampleAugmenter,
+        theta: ThetaSpec | np.ndarray,
+        n_samples: int,
+        rng: np.random.Generator,
+        partition: PartitionName = default_partition,
+    ) -> dict[str, np.ndarray]:
+        return self._single(theta, n_samples, rng, partition, score=score)
+
+    sample.__name__, sample.__qualname__ = name, f"SampleAugmenter.{name}"
+    sample.__doc__ = doc
+    return sample
 
 
 class SampleAugmenter:
@@ -639,48 +662,33 @@ class SampleAugmenter:
         return out
 
     # ----------------------------------------------------------------------------- public
-    def sample_train_plain(
-        self,
-        theta: ThetaSpec | np.ndarray,
-        n_samples: int,
-        rng: np.random.Generator,
-        partition: PartitionName = "train",
-    ) -> dict[str, np.ndarray]:
-        """Unweighted ``x ~ p(x|θ)`` with its θ: keys ``x``, ``theta``."""
-        return self._single(theta, n_samples, rng, partition, score=False)
-
-    def sample_train_local(
-        self,
-        theta: ThetaSpec | np.ndarray,
-        n_samples: int,
-        rng: np.random.Generator,
-        partition: PartitionName = "train",
-    ) -> dict[str, np.ndarray]:
+    sample_train_plain = _single_spec_sampler(
+        "sample_train_plain",
+        False,
+        "train",
+        """Unweighted ``x ~ p(x|θ)`` with its θ: keys ``x``, ``theta``.""",
+    )
+    sample_train_local = _single_spec_sampler(
+        "sample_train_local",
+        True,
+        "train",
         """Sample for local score methods (SALLY, SALLINO): ``x``, ``theta``, ``t_xz`` at θ.
 
         ``t(x,z|θ) = ∇θ dσ(z|θ)/dσ(z|θ) − ∇θ σ(θ)/σ(θ)`` (arXiv:1805.00020, eq. 16).
-        """
-        return self._single(theta, n_samples, rng, partition, score=True)
-
-    def sample_train_density(
-        self,
-        theta: ThetaSpec | np.ndarray,
-        n_samples: int,
-        rng: np.random.Generator,
-        partition: PartitionName = "train",
-    ) -> dict[str, np.ndarray]:
-        """Sample for density methods (NDE, SCANDAL): as the local one, θ usually from a prior."""
-        return self._single(theta, n_samples, rng, partition, score=True)
-
-    def sample_test(
-        self,
-        theta: ThetaSpec | np.ndarray,
-        n_samples: int,
-        rng: np.random.Generator,
-        partition: PartitionName = "test",
-    ) -> dict[str, np.ndarray]:
-        """Unweighted evaluation sample from the test partition: ``x``, ``theta``."""
-        return self._single(theta, n_samples, rng, partition, score=False)
+        """,
+    )
+    sample_train_density = _single_spec_sampler(
+        "sample_train_density",
+        True,
+        "train",
+        """Sample for density methods (NDE, SCANDAL): as the local one, θ usually from a prior.""",
+    )
+    sample_test = _single_spec_sampler(
+        "sample_test",
+        False,
+        "test",
+        """Unweighted evaluation sample from the test partition: ``x``, ``theta``.""",
+    )
 
     def sample_train_ratio(
         self,
@@ -700,7 +708,7 @@ class SampleAugmenter:
         different θ0 and the classifier is asked to separate unmatched pairs. ``t_xz`` is
         left out for files without morphing.
         """
-        return self._ratio(theta0, theta1, n_samples, rng, partition, (), more=False)
+        return self._ratio((theta0, theta1), n_samples, rng, partition, more=False)
 
     def sample_train_more_ratios(
         self,
@@ -719,22 +727,20 @@ class SampleAugmenter:
         of the two points the event was drawn from), so the sample grows by ``n_samples``
         rows per additional spec.
         """
-        return self._ratio(theta0, theta1, n_samples, rng, partition, additional_thetas, True)
+        specs = (theta0, theta1, *additional_thetas)
+        return self._ratio(specs, n_samples, rng, partition, more=True)
 
     def _ratio(
         self,
-        theta0: ThetaSpec | np.ndarray,
-        theta1: ThetaSpec | np.ndarray,
+        specs: Sequence[ThetaSpec | np.ndarray],
         n_samples: int,
         rng: np.random.Generator,
         partition: str,
-        additional: Sequence[ThetaSpec | np.ndarray],
         more: bool,
     ) -> dict[str, np.ndarray]:
+        """Ratio sample at ``specs`` = (θ0, θ1, additional θ...); ``more``: scores at both."""
         n_first, n_second = n_samples - n_samples // 2, n_samples // 2
-        points0 = self._thetas(theta0, n_second or n_first, rng)
-        points1 = self._thetas(theta1, n_second or n_first, rng)
-        extras = [self._thetas(spec, n_second or n_first, rng) for spec in additional]
+        points0, points1, *extras = [self._thetas(s, n_second or n_first, rng) for s in specs]
         n_sets = max(len(points0), len(points1), *(len(e) for e in extras))
         sets0, sets1 = _cycle(points0, n_sets), _cycle(points1, n_sets)
         extra_sets = [_cycle(e, n_sets) for e in extras]
