@@ -69,14 +69,18 @@ def test_evaluate_print_remove_and_rerun(setup: dict, capsys: pytest.CaptureFixt
     assert main([*_args(setup, "evaluate"), "--remove-output"]) == 0
     assert "removed 3 output folder(s) of minerflow.MLEvaluation" in capsys.readouterr().out
     assert not any(f.exists() for f in folders)
-    assert main(_args(setup, "evaluate")) == 0
-    out = capsys.readouterr().out.splitlines()
+    # a new process, as from a shell (luigi and law keep per-process task state)
+    command = [sys.executable, "-m", "minerflow.cli.main", *_args(setup, "evaluate")]
+    done = subprocess.run(command, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout.splitlines()
     summary = {line.split()[0]: line.split()[1:4] for line in out[1:5]}
     assert summary["ml_evaluation"] == ["3", "0", "0"]
     assert summary["ml_training"] == ["0", "3", "0"]
     assert summary["ml_preparation"] == ["0", "2", "0"]
 
 
+@pytest.mark.slow
 def test_law_run_with_the_shipped_config(setup: dict, tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "LAW_CONFIG_FILE"}
     env |= {"LAW_CONFIG_FILE": str(law_config_path()), "LAW_INDEX_FILE": str(tmp_path / "idx")}
