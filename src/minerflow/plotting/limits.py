@@ -11,6 +11,7 @@ p-value array itself, so they do not depend on k.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from matplotlib import patheffects
@@ -144,56 +145,65 @@ def _colour_image(
     raise InputError("plot_pvalue_map", "colour_by", "'p_value' or 'q'")
 
 
+@dataclass(frozen=True)
+class _MapStyle:
+    """What every p-value map panel of one figure shares (the public keyword options)."""
+
+    colour_by: str
+    dof: int
+    p_min: float
+    sigmas: Sequence[int]
+    truth_p_values: np.ndarray | None
+    theta_true: Sequence[float] | None
+    parameter_labels: Sequence[str]
+
+    @property
+    def colourbar_extend(self) -> str:
+        """The colour bar's arrow: log p is clipped below ``p_min``, q above its image."""
+        return "min" if self.colour_by == "p_value" else "max"
+
+
 def _map_panel(
     ax: Axes,
     thetas: np.ndarray,
     p_values: np.ndarray,
     name: str,
-    *,
-    colour_by: str,
-    dof: int,
-    p_min: float,
-    sigmas: Sequence[int],
     best_fit: int | None,
-    truth_p_values: np.ndarray | None,
-    theta_true: Sequence[float] | None,
-    parameter_labels: Sequence[str],
+    style: _MapStyle,
 ):
     x, y, p_image = _checked(thetas, p_values, name)
-    image, norm, colour_label = _colour_image(p_image, colour_by, dof, p_min)
+    image, norm, colour_label = _colour_image(p_image, style.colour_by, style.dof, style.p_min)
     mesh = ax.pcolormesh(x, y, image, norm=norm, shading="nearest", rasterized=True)
     mesh.set_gid(f"map:{name}")
-    _draw_contours(ax, x, y, p_image, sigmas, line_colour="white", gid=f"contour:{name}")
-    if truth_p_values is not None:
-        tx, ty, truth_image = _checked(thetas, truth_p_values, "truth")
+    _draw_contours(ax, x, y, p_image, style.sigmas, line_colour="white", gid=f"contour:{name}")
+    if style.truth_p_values is not None:
+        tx, ty, truth_image = _checked(thetas, style.truth_p_values, "truth")
         _draw_contours(
             ax,
             tx,
             ty,
             truth_image,
-            sigmas,
+            style.sigmas,
             line_colour=_TRUTH_COLOUR,
             linestyle="dashed",
             gid="contour:truth",
         )
     best = np.asarray(thetas, dtype=np.float64)[_best_fit_index(np.asarray(p_values), best_fit)]
     _mark(ax, best, kind="best", face="white", label="Best fit")
-    if theta_true is not None:
-        _mark(ax, theta_true, kind="truth", face=_TRUTH_COLOUR, label=r"True $\theta$")
-    ax.set_xlabel(parameter_labels[0])
-    ax.set_ylabel(parameter_labels[1])
+    if style.theta_true is not None:
+        _mark(ax, style.theta_true, kind="truth", face=_TRUTH_COLOUR, label=r"True $\theta$")
+    ax.set_xlabel(style.parameter_labels[0])
+    ax.set_ylabel(style.parameter_labels[1])
     return mesh, colour_label
 
 
-def _map_legend_handles(
-    ax: Axes, sigmas: Sequence[int], with_truth: bool, method: str | None
-) -> list:
+def _map_legend_handles(ax: Axes, style: _MapStyle, method: str | None) -> list:
     handles: list = []
     if method is not None:
         outline = [patheffects.withStroke(linewidth=4.5, foreground="dimgray")]
         handles.append(Line2D([], [], color="white", lw=2.2, path_effects=outline, label=method))
-    handles += _sigma_handles(sigmas, "dimgray")
-    if with_truth:
+    handles += _sigma_handles(style.sigmas, "dimgray")
+    if style.truth_p_values is not None:
         handles.append(Line2D([], [], color=_TRUTH_COLOUR, ls="dashed", lw=2, label="Truth"))
     markers, _ = ax.get_legend_handles_labels()
     return handles + markers
@@ -223,25 +233,11 @@ def plot_pvalue_map(
     Values below ``p_min`` are shown at ``p_min``. The truth contours (dashed) and the
     true θ marker are drawn when given.
     """
+    style = _MapStyle(colour_by, dof, p_min, sigmas, truth_p_values, theta_true, parameter_labels)
     figure, ax = new_figure(figsize=(8.0, 7.2))
-    mesh, colour_label = _map_panel(
-        ax,
-        thetas,
-        p_values,
-        method,
-        colour_by=colour_by,
-        dof=dof,
-        p_min=p_min,
-        sigmas=sigmas,
-        best_fit=best_fit,
-        truth_p_values=truth_p_values,
-        theta_true=theta_true,
-        parameter_labels=parameter_labels,
-    )
-    figure.colorbar(
-        mesh, ax=ax, label=colour_label, extend="min" if colour_by == "p_value" else "max"
-    )
-    handles = _map_legend_handles(ax, sigmas, truth_p_values is not None, method)
+    mesh, colour_label = _map_panel(ax, thetas, p_values, method, best_fit, style)
+    figure.colorbar(mesh, ax=ax, label=colour_label, extend=style.colourbar_extend)
+    handles = _map_legend_handles(ax, style, method)
     figure.legend(handles=handles, loc="outside upper center", ncols=min(len(handles), 3))
     if title:
         ax.set_title(title)
@@ -275,33 +271,16 @@ def plot_pvalue_maps(
         nrows, ncols, figsize=(4.4 * ncols + 1.6, 4.3 * nrows + 1.0), sharex=True, sharey=True
     )
     axes = np.atleast_1d(axes).ravel()
+    style = _MapStyle(colour_by, dof, p_min, sigmas, truth_p_values, theta_true, parameter_labels)
     mesh = colour_label = None
     for ax, (name, values) in zip(axes, p_values.items(), strict=False):
-        mesh, colour_label = _map_panel(
-            ax,
-            thetas,
-            values,
-            name,
-            colour_by=colour_by,
-            dof=dof,
-            p_min=p_min,
-            sigmas=sigmas,
-            best_fit=None,
-            truth_p_values=truth_p_values,
-            theta_true=theta_true,
-            parameter_labels=parameter_labels,
-        )
+        mesh, colour_label = _map_panel(ax, thetas, values, name, None, style)
         ax.set_title(name)
         ax.label_outer()
     for ax in axes[n:]:
         ax.set_visible(False)
-    figure.colorbar(
-        mesh,
-        ax=list(axes[:n]),
-        label=colour_label,
-        extend="min" if colour_by == "p_value" else "max",
-    )
-    handles = _map_legend_handles(axes[0], sigmas, truth_p_values is not None, None)
+    figure.colorbar(mesh, ax=list(axes[:n]), label=colour_label, extend=style.colourbar_extend)
+    handles = _map_legend_handles(axes[0], style, None)
     figure.legend(handles=handles, loc="outside upper center", ncols=min(len(handles), 5))
     return figure
 
