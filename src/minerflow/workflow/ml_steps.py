@@ -423,7 +423,6 @@ def evaluate_dataset(
         raise InputError(f"model '{model.cls_name}'", "produces", "no column named fold/selected")
     files = []
     started = time.perf_counter()
-    by_file: dict[int, list[Any]] = {}
     writers: dict[int, ParquetChunkWriter] = {}
     with contextlib.ExitStack() as stack:
         for chunk in iter_chunks(source, routes, chunk_size):
@@ -431,7 +430,6 @@ def evaluate_dataset(
             if writer is None:
                 path = out / evaluation_file_name(chunk.file_index)
                 writer = writers[chunk.file_index] = stack.enter_context(ParquetChunkWriter(path))
-                by_file[chunk.file_index] = [chunk.path]
             events, mask = ops.apply(chunk.events)
             if needs_folds:
                 folds = assign_folds(events, k, model.fold_id_columns, model.fold_seed)
