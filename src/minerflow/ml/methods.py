@@ -112,7 +112,7 @@ def get_method(name: str, family: str | None = None) -> Method:
         _import_plugins()
     method = METHODS.get(name)
     if method is None or family not in (None, method.family):
-        _import_plugins()
+        _import_plugins()  # so that the list of choices includes every family's methods
         known = ", ".join(method_names(family))
         raise InputError("training", "method", f"one of {known}, got {name!r}")
     return method

@@ -36,6 +36,7 @@ from minerflow.ml.training import TrainingHistory, TrainingSettings
 __all__ = [
     "ESTIMATOR_TYPES",
     "FORMAT_VERSION",
+    "load_dense",
     "load_estimator",
     "load_madminer_estimator",
     "read_settings",
