@@ -19,10 +19,13 @@ import numpy as np
 import pytest
 import torch
 
+from minerflow.physics.toy_events import write_toy_analysis
+from minerflow.tasks import lfi, ml
 from minerflow.tasks.base import law_config_path
 from minerflow.tasks.remote import LOG_SUFFIX, slurm_summary
 from minerflow.workflow.sweeps import collect_sweep_results, parse_sweeps, sweep_parent_run
 from support.remote_tasks import Draws, SweepTraining, make_toy_samples, run_task
+from support.remote_workflows import SlurmEvaluate, SlurmMLTraining
 from support.slurm_cluster import LocalSlurmCluster, slurm_available
 
 pytestmark = [
@@ -217,4 +220,75 @@ def test_sweep_trainings_as_slurm_jobs_equal_local_ones(
             .output_dir()
             .with_name(remote.as_branch(branch).output_dir().name + LOG_SUFFIX)
         )
+        assert "task exit code: 0" in log.read_text()
+
+
+LFI_SMALL = (
+    "methods=[alices, sally]",
+    "plotting.correlations_methods=[alices]",
+    "sampling.n_samples_train=500",
+    "training.num_epochs=1",
+    "training.n_hidden=[10]",
+    "evaluation.n_samples_test=100",
+    "asymptotic_limits.resolutions=[5, 5]",
+)
+
+
+def _same_arrays(here: Path, there: Path) -> int:
+    """Assert every ``.npy`` below ``here`` equals its twin below ``there``; returns the count."""
+    files = sorted(here.rglob("*.npy"))
+    for path in files:
+        np.testing.assert_array_equal(np.load(path), np.load(there / path.relative_to(here)))
+    return len(files)
+
+
+@pytest.mark.slow
+def test_lfi_workflow_through_slurm_equals_local(
+    slurm_cluster: LocalSlurmCluster, tmp_path: Path
+) -> None:
+    params = {"workdir": str(tmp_path), "overrides": LFI_SMALL, "toy_events": 5000}
+    local = lfi.Evaluate(**params)
+    remote = SlurmEvaluate(**params, workflow="slurm", poll_interval=POLL)
+    assert run_task(local, workers=2)
+    before = set(_all_jobs())
+    assert run_task(remote)
+    assert len(set(_all_jobs()) - before) == 6  # sampling, training, evaluation x two methods
+    for branch, data in local.branch_map.items():
+        assert remote.branch_map[branch] == data
+        here, there = local.as_branch(branch), remote.as_branch(branch)
+        assert _same_arrays(here.results_dir(), there.results_dir()) > 0
+        weights = torch.load(here.requires().model_dir() / "weights.pt", weights_only=True)
+        for name, value in torch.load(
+            there.requires().model_dir() / "weights.pt", weights_only=True
+        ).items():
+            assert torch.equal(value, weights[name]), name
+        for task in (there, there.requires(), there.requires().requires()):
+            log = task.output_dir().with_name(task.output_dir().name + LOG_SUFFIX)
+            assert "task exit code: 0" in log.read_text()
+
+
+@pytest.mark.slow
+def test_kfold_mlmodel_training_through_slurm_equals_local(
+    slurm_cluster: LocalSlurmCluster, tmp_path: Path
+) -> None:
+    analysis = write_toy_analysis(
+        tmp_path / "toy", 600, seed=5, n_files=1, ml_modules=[str(TESTS / "ml_task_models.py")]
+    )
+    params = {"ml_model": "lin_binary", "analysis_file": str(analysis), "chunk_size": 500}
+    local = ml.MLTraining(workdir=str(tmp_path / "local"), **params)
+    remote = SlurmMLTraining(
+        workdir=str(tmp_path / "slurm"), **params, workflow="slurm", poll_interval=POLL
+    )
+    assert run_task(local, workers=2)
+    assert run_task(remote)
+    folds = local.model_inst.folds
+    assert folds == 3
+    for fold, (here, there) in enumerate(zip(local.fold_tasks(), remote.fold_tasks(), strict=True)):
+        assert _same_arrays(here.output_dir(), there.output_dir()) == 0  # models are .npz
+        ours = np.load(here.output_dir() / f"mlmodel_f{fold}of3" / "model.npz")
+        theirs = np.load(there.output_dir() / f"mlmodel_f{fold}of3" / "model.npz")
+        assert sorted(ours.files) == sorted(theirs.files)
+        for key in ours.files:
+            np.testing.assert_array_equal(ours[key], theirs[key])
+        log = there.output_dir().with_name(there.output_dir().name + LOG_SUFFIX)
         assert "task exit code: 0" in log.read_text()

@@ -12,8 +12,8 @@ same output folder, atomically, as it would locally.
   task's configured settings (:meth:`SlurmWorkflowMixin.configured_resources`) and the
   ``--slurm-*`` parameters, in that order.
 - A failed job is resubmitted up to ``--retries`` times (law's resubmission).
-- Job ids are kept in ``<workdir>/.slurm/<step>/<version>/<key>/slurm_jobs_*.json`` (the
-  workflow's folder mirrored under ``.slurm``, which ``minerflow status`` skips); a
+- Job ids are kept in ``<workdir>/.slurm/<step>/<version>/<Task>__<hash>/slurm_jobs_*.json``
+  (``.slurm`` mirrors the output folders; ``minerflow status`` skips it); a
   re-run after the submitting process died reads it and waits for the same jobs instead of
   submitting new ones (``--ignore-submission`` forces a fresh submission).
 - Each job's log (stdout and stderr, appended across retries) is the file
@@ -37,6 +37,7 @@ from law.job.base import JobInputFile
 from law.parameter import NO_STR
 
 from minerflow.config.resources import Resources, ResourceSettings, resolve_resources
+from minerflow.config.workflow_input import stable_hash
 from minerflow.io.atomic import atomic_path
 
 __all__ = [
@@ -177,30 +178,45 @@ class SlurmWorkflowMixin(SlurmWorkflow):
         step = str(getattr(self, "step", ""))
         return resolve_resources(step, None, self.configured_resources()).merged(overrides)
 
-    def _workflow_folder(self) -> Path:
-        workflow = self.as_workflow() if self.is_branch() else self
-        return workflow.output_dir()  # type: ignore[attr-defined]
+    def _workflow(self) -> Any:
+        return self.as_workflow() if self.is_branch() else self
+
+    def _outputs_folder(self) -> Path:
+        """The folder holding the branches' output folders (that of the first branch)."""
+        workflow = self._workflow()
+        if not workflow.branch_map:
+            return Path(str(self.workdir)).resolve()
+        return workflow.as_branch(min(workflow.branch_map)).output_dir().parent
 
     def slurm_output_directory(self) -> law.LocalDirectoryTarget:
-        """``<workdir>/.slurm/<workflow folder below the workdir>``: job ids, files, bootstrap."""
-        folder = self._workflow_folder()
-        workdir = Path(str(getattr(self, "workdir", folder.parent))).resolve()
+        """``<workdir>/.slurm/<outputs folder below the workdir>/<task>__<hash of its id>``.
+
+        Holds the job ids (``slurm_jobs_*.json``), the job files and the bootstrap; the name
+        depends only on the workflow's significant parameters, so a re-run finds it.
+        """
+        workdir = Path(str(self.workdir)).resolve()
+        folder = self._outputs_folder()
         try:
-            control = workdir / CONTROL_DIR / folder.relative_to(workdir)
+            base = workdir / CONTROL_DIR / folder.relative_to(workdir)
         except ValueError:
-            control = folder.parent / CONTROL_DIR / folder.name
-        return law.LocalDirectoryTarget(str(control))
+            base = folder / CONTROL_DIR
+        workflow = self._workflow()
+        name = f"{workflow.get_task_family()}__{stable_hash(workflow.task_id)}"
+        return law.LocalDirectoryTarget(str(base / name))
 
     def slurm_log_directory(self) -> law.LocalDirectoryTarget:
         """The folder holding the branches' output folders (``<workdir>/<step>/<version>``)."""
-        return law.LocalDirectoryTarget(str(self._workflow_folder().parent))
+        return law.LocalDirectoryTarget(str(self._outputs_folder()))
 
-    def slurm_log_name(self, branches: Iterable[int]) -> str:
+    def slurm_log_path(self, branches: Iterable[int]) -> Path:
         """``<branch output folder>.slurm.log`` (one branch per job) or a per-job name."""
         branches = list(branches)
+        workflow = self._workflow()
         if len(branches) == 1:
-            return self.as_branch(branches[0]).output_dir().name + LOG_SUFFIX
-        return f"{self._workflow_folder().name}_{branches[0]}To{branches[-1] + 1}{LOG_SUFFIX}"
+            out = workflow.as_branch(branches[0]).output_dir()
+            return out.with_name(out.name + LOG_SUFFIX)
+        name = f"{workflow.get_task_family()}_{branches[0]}To{branches[-1] + 1}{LOG_SUFFIX}"
+        return self._outputs_folder() / name
 
     def slurm_bootstrap_file(self) -> JobInputFile:
         """Write the bootstrap (see :func:`bootstrap_script`) into the control folder."""
@@ -224,7 +240,7 @@ class SlurmWorkflowMixin(SlurmWorkflow):
             config.partition = resources.partition
         config.custom_content.extend(resources.sbatch_directives())
         config.custom_content.append(("open-mode", "append"))
-        log = self.slurm_log_name(branches)
+        log = str(self.slurm_log_path(branches))
         config.stdout = log
         config.stderr = log
         config.postfix_output_files = False
@@ -279,13 +295,10 @@ def slurm_log_files(tasks: Iterable[Any]) -> list[Path]:
     """The Slurm job logs that exist for the branches of the given workflows."""
     logs: list[Path] = []
     for task in tasks:
-        if not isinstance(task, SlurmWorkflowMixin):
-            continue
-        workflow = task.as_workflow() if task.is_branch() else task
-        for branch in sorted(workflow.branch_map):
-            path = Path(workflow.slurm_log_directory().abspath) / workflow.slurm_log_name([branch])
-            if path.exists():
-                logs.append(path)
+        if isinstance(task, SlurmWorkflowMixin):
+            workflow = task._workflow()
+            paths = (workflow.slurm_log_path([b]) for b in sorted(workflow.branch_map))
+            logs.extend(path for path in paths if path.exists())
     return logs
 
 
