@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 WORKDIR ?= work
 
-.PHONY: demo test check format install bench clean
+.PHONY: demo test check format install bench image clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,12 @@ test: check
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py
+
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+
+# Where a Docker engine exists: the step commands in a container (used by the REANA export).
+image:
+	docker build -t minerflow:$(VERSION) -t minerflow:latest .
 
 clean:
 	rm -rf $(VENV) $(WORKDIR) .pytest_cache .ruff_cache
