@@ -116,7 +116,8 @@ def test_fold_stats() -> None:
 class RoutingProbe(MLModel):
     """Each 'model' is its fold number; evaluate records which model saw which events."""
 
-    calls: list[tuple[int, np.ndarray]] = []  # noqa: RUF012
+    # recorded state, not a setting: private, so it stays out of the settings hash
+    _calls: list[tuple[int, np.ndarray]] = []  # noqa: RUF012
 
     def sandbox(self, task: Any) -> None:
         return None
@@ -141,7 +142,7 @@ class RoutingProbe(MLModel):
         for f, m in enumerate(models):  # the columnflow pattern: models[f] for fold_indices == f
             mask = ak.to_numpy(fold_indices == f)
             model[mask] = m
-        type(self).calls.append((models[0], ak.to_numpy(events.event)))
+        type(self)._calls.append((models[0], ak.to_numpy(events.event)))
         events = set_ak_column(events, "probe.model", model.astype(np.int64))
         events = set_ak_column(events, "probe.score", model * 1.5)
         return set_ak_column(events, "probe.n", np.full(len(events), 7))
@@ -157,7 +158,7 @@ def test_routing_never_gives_an_event_to_a_model_that_trained_on_it(
     events = _events(ids.reshape(n, 3))
     folds = assign_folds(events, k)
     model = RoutingProbe.derive(f"routing_probe_{k}", cls_dict={"folds": k})()
-    RoutingProbe.calls.clear()
+    RoutingProbe._calls.clear()
     out = evaluate_out_of_fold(
         model, None, events, list(range(k)), folds, True, config_inst=object()
     )
@@ -165,7 +166,7 @@ def test_routing_never_gives_an_event_to_a_model_that_trained_on_it(
     assert sorted(ak.fields(out)) == ["probe"]
     # the model used for each event is the one of its own fold: it trained on every other fold
     assert np.array_equal(ak.to_numpy(out.probe.model), folds)
-    for used_model, event_ids in RoutingProbe.calls:
+    for used_model, event_ids in RoutingProbe._calls:
         if len(event_ids):
             # model f trained on every fold but f, so it may only ever see events of fold f
             seen_folds = folds[np.isin(ids[:, 2], event_ids)]

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -87,7 +88,8 @@ def test_settings_repr_is_readable_and_hashes_everything() -> None:
     model = test_model()
     repr_ = model.settings_repr
     assert re.fullmatch(
-        r"datasets_name=signal_background__epochs=5__features=n_jet_n_electron__folds=3__[0-9a-f]{8}",
+        r"datasets_name=signal_background__epochs=5__features=n_jet_n_electron__folds=3__"
+        r"learning_rate=0.001__[0-9a-f]{8}",
         repr_,
     )
     assert model.path_parts == ("test_model", repr_)
@@ -99,6 +101,81 @@ def test_settings_repr_is_readable_and_hashes_everything() -> None:
     assert test_model(parameters={"epochs": 5.0}).settings_repr == repr_
     # insignificant settings stay out of the path and the hash
     assert test_model(parameters={"log_level": "debug"}).settings_repr == repr_
+
+
+def _body_model(n_epochs: int, level: str = "info") -> type[MLModel]:
+    """The same class definition with other defaults in its body: a code edit, re-imported."""
+
+    class BodyModel(GuideModel):
+        epochs = n_epochs
+        log_level = level
+        batch_size = 512
+        hidden = (64, 64)
+        _cache: ClassVar[dict[str, Any]] = {}  # private: not a setting
+        json_module = json  # a module: not a setting
+        lr_schedule = staticmethod(lambda epoch: 0.9**epoch)  # code: not a setting
+
+        class Config:  # a nested class: not a setting
+            depth = 3
+
+        @property
+        def width(self) -> int:
+            return self.hidden[0]
+
+        def helper(self) -> None:
+            return None
+
+    return BodyModel
+
+
+def test_class_body_defaults_are_settings() -> None:
+    model = _body_model(25)()
+    assert model.settings == {
+        "folds": 3, "epochs": 25, "learning_rate": 1e-3, "log_level": "info",
+        "batch_size": 512, "hidden": (64, 64),
+    }  # fmt: skip
+    assert model.settings_repr.startswith(
+        "batch_size=512__epochs=25__folds=3__hidden=64_64__learning_rate=0.001__"
+    )
+    assert model.mlflow_params()["batch_size"] == "512"
+    # changing a default in the code moves the outputs; an insignificant one does not
+    changed = _body_model(30)()
+    assert "epochs=30" in changed.settings_repr
+    assert changed.settings_hash != model.settings_hash
+    assert _body_model(25, level="debug")().settings_repr == model.settings_repr
+    # a runtime override of a body setting is checked and typed like a derived one
+    assert _body_model(25)(parameters={"epochs": 30.0}).settings_hash == changed.settings_hash
+    # the framework's own defaults count only where a model sets them
+    assert "fold_seed" not in model.settings and "store_name" not in model.settings
+
+
+def test_derive_keeps_class_body_settings() -> None:
+    derived = _body_model(25).derive("body_derived", cls_dict={"batch_size": 128.0})()
+    assert derived.batch_size == 128 and isinstance(derived.batch_size, int)
+    assert derived.settings["epochs"] == 25 and derived.settings["hidden"] == (64, 64)
+    assert "batch_size=128__epochs=25" in derived.settings_repr
+    seeded = GuideModel.derive("guide_seeded", cls_dict={"fold_seed": 1})()
+    assert seeded.settings["fold_seed"] == 1
+
+    class ShuffledModel(GuideModel):
+        fold_seed = 7
+        store_name = "shared_prep"  # bookkeeping: names the preparation folder only
+
+    assert ShuffledModel().settings["fold_seed"] == 7
+    assert "store_name" not in ShuffledModel().settings
+
+
+def test_class_body_setting_must_be_json_like() -> None:
+    with pytest.raises(InputError, match=r"model 'OpaqueModel' setting 'device': expected a JSON"):
+
+        class OpaqueModel(GuideModel):
+            device = object()
+
+    class QuietModel(GuideModel):  # an insignificant setting may hold anything
+        logger = object()
+        insignificant_settings = frozenset({"logger"})
+
+    assert "logger" not in QuietModel().significant_settings
 
 
 def test_mlflow_params_carry_every_significant_setting() -> None:

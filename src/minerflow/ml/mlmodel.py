@@ -10,9 +10,10 @@ What differs from columnflow, on purpose:
 
 * ``folds`` defaults to 3 (columnflow: 2): each fold model then trains on two thirds of the
   events instead of half, at the cost of one more training.
-* Every ``derive`` setting (and every runtime ``parameters`` override) is part of the output
-  path in readable form plus a short hash (``name/folds=3__epochs=5__1a2b3c4d``) and of the
-  MLflow parameters; settings listed in ``insignificant_settings`` are left out of both.
+* Every setting (a public data attribute of the model's class bodies or ``derive`` dicts,
+  and every runtime ``parameters`` override) is part of the output path in readable form
+  plus a short hash (``name/folds=3__epochs=5__1a2b3c4d``) and of the MLflow parameters;
+  settings listed in ``insignificant_settings`` are left out of both.
 * Out-of-fold evaluation is enforced by the framework (:func:`minerflow.ml.folds.
   evaluate_out_of_fold`): ``evaluate`` always receives exactly one model, the one that never
   saw the events it is given.
@@ -140,12 +141,32 @@ def _canonical(value: Any, where: str) -> Any:
     )
 
 
+# MLModel's bookkeeping attributes: they name or file the model but never change its results
+_BOOKKEEPING = frozenset({"cls_name", "insignificant_settings", "store_name"})
+
+
 def _is_setting(name: str, value: Any) -> bool:
     """Configuration values, as opposed to code (methods, classes, descriptors) or privates."""
-    if name.startswith("_") or name in ("cls_name", "insignificant_settings"):
+    if name.startswith("_") or name in _BOOKKEEPING:
         return False
-    code = (types.FunctionType, classmethod, staticmethod, property, type, types.ModuleType)
-    return not isinstance(value, code) and not callable(value)
+    # functions, properties, class/static methods and cached properties all define __get__
+    descriptor = hasattr(type(value), "__get__")
+    return not descriptor and not callable(value) and not isinstance(value, types.ModuleType)
+
+
+def _setting_names(cls: type) -> tuple[str, ...]:
+    """The names of every setting defined below ``MLModel`` in ``cls``'s hierarchy.
+
+    Class bodies and ``derive`` dicts count alike, so changing ``epochs = 25`` in code moves
+    the outputs as much as ``derive(cls_dict={"epochs": 25})`` would. ``MLModel``'s own
+    defaults (``fold_seed``, ``evaluation_rule``, ...) count only where a subclass sets them.
+    """
+    framework = set(MLModel.__mro__)
+    names: dict[str, None] = {}
+    for klass in reversed(cls.__mro__):
+        if klass not in framework:
+            names.update((k, None) for k, v in vars(klass).items() if _is_setting(k, v))
+    return tuple(name for name in names if _is_setting(name, getattr(cls, name)))
 
 
 def _readable(value: Any) -> str | None:
@@ -311,7 +332,8 @@ def load_ml_modules(names: Iterable[str] | str) -> list[types.ModuleType]:
 class MLModel(abc.ABC):
     """Base class of user models: hooks from the columnflow guide, settings via ``derive``.
 
-    Class attributes (all can be set with ``derive(cls_dict=...)``):
+    Every public data attribute a subclass defines (class body or ``derive(cls_dict=...)``)
+    is a setting. The framework's own, all settable the same way:
 
     * ``folds`` (3): k of the k-fold split; fold f's model trains on all folds but f and
       predicts the events of fold f.
@@ -331,13 +353,17 @@ class MLModel(abc.ABC):
     fold_seed: ClassVar[int] = 0
     store_name: ClassVar[str | None] = None
     insignificant_settings: ClassVar[frozenset[str]] = frozenset()
-    _settings: ClassVar[dict[str, Any]] = {}
+    _setting_names: ClassVar[tuple[str, ...]] = ()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if "cls_name" not in cls.__dict__:
             cls.cls_name = cls.__name__
         name = cls.cls_name
+        cls._setting_names = _setting_names(cls)
+        for key in cls._setting_names:
+            if key not in cls.insignificant_settings:
+                _canonical(getattr(cls, key), f"model '{name}' setting '{key}'")
         previous = _REGISTRY.get(name)
         if previous is not None and (previous.__module__, previous.__qualname__) != (
             cls.__module__,
@@ -360,23 +386,22 @@ class MLModel(abc.ABC):
         """Create and register a configured subclass named ``cls_name``.
 
         Every ``cls_dict`` entry becomes a class attribute (``self.epochs``); the data
-        entries are the model's settings, which enter its output path and MLflow params.
+        entries, like the data attributes of the class bodies, are the model's settings,
+        which enter its output path and MLflow params. Values take the type of the class
+        default (``5.0`` for an int setting is ``5``).
         """
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.-]*", cls_name):
             raise InputError("derive", cls_name, "a model name of letters, digits, _ . -")
         body = dict(cls_dict or {})
-        settings = dict(cls._settings)
         for key, value in body.items():
-            if _is_setting(key, value):
-                default = getattr(cls, key, None)
-                value = _coerce(key, value, default, cls_name) if default is not None else value
-                _canonical(value, f"model '{cls_name}' setting '{key}'")
-                body[key] = settings[key] = value
+            default = getattr(cls, key, None)
+            if _is_setting(key, value) and default is not None:
+                body[key] = _coerce(key, value, default, cls_name)
         if module is None:
             frame = inspect.currentframe()
             caller = frame.f_back if frame is not None else None
             module = caller.f_globals.get("__name__", cls.__module__) if caller else cls.__module__
-        body.update(cls_name=cls_name, _settings=settings, __module__=module, __qualname__=cls_name)
+        body.update(cls_name=cls_name, __module__=module, __qualname__=cls_name)
         return type(cls)(cls_name, (cls, *bases), body)
 
     # ------------------------------------------------------------------ instance
@@ -425,8 +450,9 @@ class MLModel(abc.ABC):
     # ------------------------------------------------------------------ settings
     @property
     def settings(self) -> dict[str, Any]:
-        """Every setting: ``folds``, the derived ones, then runtime overrides."""
-        return {"folds": self.folds, **type(self)._settings, **self.parameters}
+        """Every setting: ``folds``, the class-body and derived ones, then runtime overrides."""
+        defined = {name: getattr(self, name) for name in self._setting_names}
+        return {"folds": self.folds, **defined, **self.parameters}
 
     @property
     def significant_settings(self) -> dict[str, Any]:
