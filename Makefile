@@ -19,8 +19,10 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# The MadMiner-style LFI workflow on the toy simulator, then the k-fold MLModel example.
 demo: $(STAMP)
 	$(BIN)/minerflow demo --workdir $(WORKDIR)
+	$(BIN)/minerflow ml demo --workdir $(WORKDIR)
 
 check: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks examples
