@@ -2,13 +2,21 @@
 
 MLflow is imported lazily (it takes about 2 s) and made quiet: its database-migration and
 pickle notices are for MLflow developers, not for someone running a workflow.
+
+A new SQLite store is created (and an old one migrated) by the first client that opens it.
+Several processes doing that at once collide in MLflow's schema migrations ("duplicate
+column name"), so :func:`client` opens the store under an ``fcntl`` lock on
+``<store>.lock`` beside the database file: every user of the tracking layer is safe.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
 import os
 import warnings
+from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
 from types import ModuleType
@@ -24,7 +32,9 @@ __all__ = [
     "client",
     "experiment_id",
     "experiment_name",
+    "file_lock",
     "import_mlflow",
+    "sqlite_path",
     "tracking_uri",
 ]
 
@@ -39,16 +49,29 @@ def tracking_uri(workdir: str | os.PathLike[str]) -> str:
     return f"sqlite:///{Path(workdir).resolve() / 'mlflow.db'}"
 
 
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URI (absolute), ``None`` for other stores.
+
+    SQLAlchemy's form: ``sqlite:////abs/mlflow.db`` is absolute, ``sqlite:///rel.db`` relative
+    to the current directory; an in-memory database has no file.
+    """
+    parsed = urlparse(uri)
+    if parsed.scheme != "sqlite" or not uri.startswith("sqlite:///"):
+        return None
+    name = parsed.path[1:]  # the third slash separates the (empty) host from the path
+    if name in ("", ":memory:"):
+        return None
+    return Path(name).resolve()
+
+
 def artifact_root(uri: str) -> str | None:
     """Artifact folder for new experiments: ``mlartifacts/`` beside a local SQLite file.
 
     Without it MLflow would put artifacts under the *current directory*. For a server
     (``http(s)://``) the server decides, so ``None``.
     """
-    parsed = urlparse(uri)
-    if parsed.scheme == "sqlite" and parsed.path not in ("", "/:memory:"):
-        return (Path(parsed.path).parent / "mlartifacts").resolve().as_uri()
-    return None
+    path = sqlite_path(uri)
+    return (path.parent / "mlartifacts").as_uri() if path is not None else None
 
 
 def experiment_name(step: str) -> str:
@@ -69,11 +92,37 @@ def import_mlflow() -> ModuleType:
     return mlflow
 
 
+@contextlib.contextmanager
+def file_lock(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Hold an exclusive ``fcntl`` lock on ``path`` (created if missing) for the block.
+
+    Processes on one machine (and on file systems with working ``flock``) wait for each
+    other; the lock is released when the block ends or the process dies.
+    """
+    lock = Path(path)
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def client(workdir: str | os.PathLike[str]) -> MlflowClient:
     """An MLflow client for the work dir's store (explicit, so worker processes never share
-    the fluent API's global state)."""
+    the fluent API's global state).
+
+    Opening the client creates or migrates a SQLite store; that happens under the lock
+    ``<store>.lock`` (see the module docstring), so parallel first uses do not collide.
+    """
     mlflow = import_mlflow()
-    return mlflow.MlflowClient(tracking_uri(workdir))
+    uri = tracking_uri(workdir)
+    database = sqlite_path(uri)
+    if database is None:
+        return mlflow.MlflowClient(uri)
+    with file_lock(database.with_name(f"{database.name}.lock")):
+        return mlflow.MlflowClient(uri)
 
 
 def experiment_id(mlflow_client: MlflowClient, name: str) -> str:

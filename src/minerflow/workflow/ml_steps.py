@@ -27,11 +27,10 @@ Training history: ``train`` may return ``{"train": {term: [...]}, "validation": 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -260,37 +259,26 @@ def read_history(model_dir: str | os.PathLike[str]) -> dict[str, dict[str, list[
         raise InputError(path, None, f"valid JSON ({err.msg})") from None
 
 
-@contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def ml_parent_run(
     tracking_dir: str | os.PathLike[str], model_dir: str | os.PathLike[str], name: str,
     params: Mapping[str, Any],
 ) -> str:  # fmt: skip
     """Id of the MLflow run that groups one trained model's fold runs (found or created).
 
-    Keyed by the model's output directory (tag ``minerflow.ml_model_dir``) under a file lock
-    in ``<tracking_dir>/.minerflow/``, so parallel folds, re-runs and later plot runs all nest
-    under the same parent (and parallel first uses of a new store do not race).
+    Keyed by the model's output directory (tag ``minerflow.ml_model_dir``); the search and
+    the creation happen under a file lock in ``<tracking_dir>/.minerflow/``, so parallel folds,
+    re-runs and later plot runs all nest under one parent instead of each creating its own.
+    (The store itself is safe to open in parallel: :func:`minerflow.tracking.store.client`.)
     """
     from mlflow.entities import Param, RunTag
 
     from minerflow.tracking.provenance import provenance_tags
-    from minerflow.tracking.store import client, experiment_id, experiment_name
+    from minerflow.tracking.store import client, experiment_id, experiment_name, file_lock
 
     key = str(Path(model_dir).resolve())
-    # one lock per store: parallel first uses of a new SQLite store race in its migrations
-    with _file_lock(Path(tracking_dir).resolve() / ".minerflow" / "mlflow.lock"):
-        mlflow_client = client(tracking_dir)
-        exp = experiment_id(mlflow_client, experiment_name(TRACKING_STEP))
+    mlflow_client = client(tracking_dir)
+    exp = experiment_id(mlflow_client, experiment_name(TRACKING_STEP))
+    with file_lock(Path(tracking_dir).resolve() / ".minerflow" / "ml_parent_runs.lock"):
         found = mlflow_client.search_runs(
             [exp], f"tags.`{_PARENT_TAG}` = '{key}'", order_by=["start_time ASC"], max_results=1
         )
