@@ -4,7 +4,8 @@
 --workers 3`` runs preparation and one training per fold in parallel; ``evaluate`` adds the
 row-aligned predictions of every dataset, ``plot`` the figures; ``demo`` writes toy datasets
 and runs the example model through all of it. The same tasks run with
-``law run minerflow.MLTraining --ml-model ... --analysis-file ...``.
+``law run minerflow.MLTraining --ml-model ... --analysis-file ...``. With ``--workflow slurm``
+the folds (and the preparation and evaluation branches) run as Slurm jobs.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from minerflow.cli.options import add_workdir, positive_int
+from minerflow.cli.run import add_workflow_options, job_params
 
 __all__ = ["DEMO_EXAMPLE", "register"]
 
@@ -52,6 +54,7 @@ def _common(parser: argparse.ArgumentParser, model_required: bool = True) -> Non
     parser.add_argument(
         "--chunk-size", type=positive_int, default=100_000, help="events per chunk (100000)"
     )
+    add_workflow_options(parser)
     what = parser.add_mutually_exclusive_group()
     what.add_argument(
         "--print-output", action="store_true",
@@ -122,12 +125,14 @@ def _task(args: argparse.Namespace) -> Any:
 
     Register.clear_instance_cache()
     params = _params(args)
+    jobs = job_params(args)
     if args.step == "evaluate":
-        return ml.MLEvaluation(**params, datasets=args.datasets)
+        return ml.MLEvaluation(**params, **jobs, datasets=args.datasets)
     if args.step == "plot":
         names = ("signal", "score_columns", "formats")
-        return ml.PlotMLResults(**params, **{n: getattr(args, n) for n in names})
-    return ml.MLTraining(**params)
+        options = {n: getattr(args, n) for n in names}
+        return ml.PlotMLResults(**params, **options, job_params=jobs)
+    return ml.MLTraining(**params, **jobs)
 
 
 def _folders(task: Any) -> list[Path]:
@@ -190,6 +195,7 @@ def execute(task: Any, workdir: Path, workers: int) -> list[Path]:
     from minerflow.errors import MinerflowError
     from minerflow.tasks.base import collect_records, format_summary, new_run_token
     from minerflow.tasks.ml import read_failures
+    from minerflow.tasks.remote import slurm_summary
 
     token = new_run_token()
     started = time.time()
@@ -202,6 +208,9 @@ def execute(task: Any, workdir: Path, workers: int) -> list[Path]:
     finally:
         interface.setLevel(previous)
     print(format_summary(collect_records([task], token), time.time() - started))
+    workflows = [t for t in _walk(task) if getattr(t, "is_workflow", lambda: False)()]
+    if any(t.workflow == "slurm" for t in workflows):
+        print(slurm_summary(workflows))
     if not ok:
         failures = read_failures(workdir, token)
         raise MinerflowError(failures[0] if failures else "a task failed (see the law logs)")

@@ -1,14 +1,20 @@
-"""``minerflow run``: the whole workflow as law tasks (Sample → Train → Evaluate → Plot)."""
+"""``minerflow run``: the whole workflow as law tasks (Sample → Train → Evaluate → Plot).
+
+``--workflow slurm`` runs the branches as Slurm jobs (resources from the input file's
+``resources:`` section and the ``--cpus``/``--memory``/... options), ``--sweep
+alpha=1,10,100`` trains and evaluates every point of a hyper-parameter sweep.
+"""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from minerflow.cli.lfi_options import add_input_options
 from minerflow.cli.options import add_workdir, positive_int
 
-__all__ = ["add_run_options", "register", "report"]
+__all__ = ["add_run_options", "add_workflow_options", "job_params", "register", "report"]
 
 
 def add_run_options(parser: argparse.ArgumentParser) -> None:
@@ -24,6 +30,44 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--toy-seed", type=int, default=0, help="toy seed (default: 0)")
 
 
+def add_workflow_options(parser: argparse.ArgumentParser) -> None:
+    """``--workflow {local,slurm}``, ``--retries`` and the batch resource options."""
+    from minerflow.config.resources import add_resource_arguments
+
+    parser.add_argument(
+        "--workflow",
+        choices=("local", "slurm"),
+        default="local",
+        help="run the branches here (local, default) or as Slurm jobs (slurm)",
+    )
+    parser.add_argument(
+        "--retries",
+        type=_count,
+        default=None,
+        help="resubmissions of a failed Slurm job (default: 2)",
+    )
+    add_resource_arguments(parser)
+
+
+def _count(text: str) -> int:
+    """An integer ≥ 0 (argparse reports anything else as a usage error)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a count ≥ 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a count ≥ 0, got {value}")
+    return value
+
+
+def job_params(args: argparse.Namespace) -> dict[str, Any]:
+    """Task parameters of ``--workflow``, ``--retries`` and the resource options."""
+    from minerflow.config.resources import resource_overrides
+    from minerflow.tasks.remote import slurm_task_params
+
+    return slurm_task_params(args.workflow, resource_overrides(args), args.retries)
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``run`` subcommand."""
     parser = subparsers.add_parser(
@@ -36,6 +80,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--data-file", type=Path, default=None, help="MadMiner event file")
     add_input_options(parser)
     add_run_options(parser)
+    parser.add_argument(
+        "--sweep",
+        action="append",
+        default=[],
+        metavar="KEY=V1,V2",
+        help="train and evaluate every value of a training setting, e.g. --sweep alpha=1,10,100 "
+        "(repeatable: the product of the values); writes a table and plot instead of the plots",
+    )
+    add_workflow_options(parser)
     parser.set_defaults(handler=run)
 
 
@@ -47,6 +100,7 @@ def report(result: object, workdir: Path) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the tasks and print the summary."""
+    from minerflow.config.resources import resource_overrides
     from minerflow.tasks.lfi import run_workflow
 
     result = run_workflow(
@@ -58,6 +112,10 @@ def run(args: argparse.Namespace) -> int:
         version=args.version,
         toy_events=args.toy_events,
         toy_seed=args.toy_seed,
+        workflow=args.workflow,
+        resources=resource_overrides(args),
+        retries=args.retries,
+        sweep=args.sweep,
     )
     report(result, args.workdir)
     return 0

@@ -31,6 +31,7 @@ from pydantic import (
     model_validator,
 )
 
+from minerflow.config.resources import StepResources
 from minerflow.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -321,6 +322,7 @@ class WorkflowInput(_Model):
     sampling: SamplingSettings = SamplingSettings()
     training: TrainingSettings = TrainingSettings()
     evaluation: EvaluationSettings = EvaluationSettings()
+    resources: StepResources = StepResources()
     carl: MethodSection | None = None
     rolr: MethodSection | None = None
     alice: MethodSection | None = None
@@ -436,8 +438,13 @@ class WorkflowInput(_Model):
                 fail(f"histogram_vars[{i}]", f"one of the observables {observables}, got '{var}'")
 
     def canonical_dict(self) -> dict[str, Any]:
-        """Every setting as plain JSON data, sections of unused methods left out."""
+        """Every setting that can change a result, as plain JSON data.
+
+        Sections of unused methods and the batch-job ``resources`` are left out, so neither
+        changes an output folder's key.
+        """
         data = self.model_dump(mode="json", by_alias=True, exclude_none=True)
+        data.pop("resources", None)
         for method in METHODS:
             if method not in self.methods:
                 data.pop(method, None)

@@ -4,18 +4,23 @@ Each task calls the matching function of :mod:`minerflow.workflow` (the code the
 commands run too) and writes into its own folder ``<workdir>/<step>/<version>/<key>``, keyed
 by the settings that determine it (:mod:`minerflow.tasks.base`). Sample, Train and Evaluate are
 workflows with one branch per method × sampling run, so ``--workers N`` runs them in
-parallel. Without a data file the toy simulator's event file is generated first (:class:`Toy`).
+parallel, or ``--workflow slurm`` as Slurm jobs (:mod:`minerflow.tasks.remote`). With
+``--sweep alpha=1,10`` Train and Evaluate have one branch per method × run × sweep point, all
+points training on the same sample. Without a data file the toy simulator's event file is
+generated first (:class:`Toy`).
 
 ``law run minerflow.Plot --version v1 --input-file input.yml --data-file data.h5`` runs all of
 it; ``minerflow run`` (:func:`run_workflow`) does the same, tracked under one parent MLflow
-run, and prints a summary.
+run, and prints a summary; with a sweep it stops after Evaluate and writes the sweep's table
+and plot instead of the method-comparison figures.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -23,15 +28,18 @@ from typing import Any
 
 import luigi
 
+from minerflow.config.resources import ResourceSettings
 from minerflow.errors import MinerflowError
 from minerflow.tasks.base import (
     MinerflowTask,
     MinerflowWorkflow,
     TaskRecord,
     collect_records,
+    folder_key,
     format_summary,
     new_run_token,
 )
+from minerflow.tasks.remote import SlurmWorkflowMixin, slurm_summary, slurm_task_params
 
 __all__ = [
     "TOY_FILE",
@@ -139,12 +147,21 @@ class LFITask(MinerflowTask):
         return open_event_file(self.event_file_path(), self.workflow_input)
 
 
-class _MethodRuns(LFITask, MinerflowWorkflow):
-    """A workflow with one branch per listed method and sampling run."""
+class _MethodRuns(LFITask, MinerflowWorkflow, SlurmWorkflowMixin):
+    """A workflow with one branch per listed method and sampling run (local or Slurm jobs)."""
 
     exclude_index = True
 
     readable_keys = ("method", "run")
+
+    def configured_resources(self) -> ResourceSettings | None:
+        """The input file's ``resources:`` settings for this step (``default`` underneath)."""
+        return self.workflow_input.resources.for_step(self.step)
+
+    @property
+    def branch_input(self) -> Any:
+        """The input this branch runs with: the workflow input, with its sweep point applied."""
+        return self.workflow_input
 
     def create_branch_map(self) -> list[dict[str, Any]]:
         """``[{"method": m, "run": i}, ...]`` in input order."""
@@ -206,8 +223,59 @@ class Sample(_MethodRuns):
         )
 
 
-class Train(_MethodRuns):
-    """One trained estimator per method and sampling run (``models/<method>_<run>/``)."""
+class _SweptRuns(_MethodRuns):
+    """Method × run branches, each once per point of ``--sweep`` (training settings).
+
+    The point is part of the branch data, so it keys the folder (shown readable:
+    ``method=alices__run=0__alpha=10__<hash>``); ``sweep`` itself is not part of the key,
+    so a point keeps its folder when the sweep around it grows, and no sweep changes nothing.
+    """
+
+    exclude_index = True
+
+    sweep = luigi.TupleParameter(
+        default=(), description="swept training settings, e.g. alpha=1,10,100 (repeatable)"
+    )
+
+    _file_params = (*LFITask._file_params, "sweep")
+
+    @property
+    def sweep_axes(self) -> Any:
+        """The parsed sweep (:class:`~minerflow.workflow.sweeps.Sweep`; no axes: no sweep)."""
+        from minerflow.workflow.sweeps import parse_sweeps
+
+        return parse_sweeps(list(self.sweep))
+
+    def create_branch_map(self) -> list[dict[str, Any]]:
+        """Method × run branches, times the sweep points (the point varies fastest)."""
+        from minerflow.workflow.sweeps import sweep_branches
+
+        return sweep_branches(super().create_branch_map(), self.sweep_axes)
+
+    @property
+    def branch_input(self) -> Any:
+        """The workflow input with this branch's training settings from its sweep point."""
+        from minerflow.workflow.sweeps import SWEEP_KEY, apply_point
+
+        point = self.branch_data.get(SWEEP_KEY) if self.is_branch() else None
+        return apply_point(self.workflow_input, point) if point else self.workflow_input
+
+    def readable_data(self) -> dict[str, Any]:
+        """``method``, ``run`` and the swept settings' values."""
+        from minerflow.workflow.sweeps import SWEEP_KEY
+
+        data = super().readable_data()
+        if self.is_branch():
+            data |= dict(self.branch_data.get(SWEEP_KEY) or {})
+        return data
+
+    def sample_branch(self) -> int:
+        """The Sample branch this branch trains on (shared by every sweep point)."""
+        return int(self.branch) // len(self.sweep_axes)
+
+
+class Train(_SweptRuns):
+    """One trained estimator per method, sampling run and sweep point (``models/<m>_<run>/``)."""
 
     step = "train"
 
@@ -215,7 +283,7 @@ class Train(_MethodRuns):
         """Sampling, estimator and training settings of this branch's method."""
         from minerflow.workflow.training import training_key
 
-        source = self.workflow_input
+        source = self.branch_input
         if self.is_workflow():
             return {m: training_key(source, m) for m in source.methods}
         return training_key(source, self.method)
@@ -226,7 +294,7 @@ class Train(_MethodRuns):
 
     def requires(self) -> Sample:
         """This branch's sample."""
-        return Sample.req(self)
+        return Sample.req(self, branch=self.sample_branch())
 
     def model_dir(self) -> Path:
         """The finished model folder of this branch."""
@@ -240,21 +308,21 @@ class Train(_MethodRuns):
 
         train(
             self.requires().samples_dir(),
-            self.workflow_input,
+            self.branch_input,
             out,
             tracking_dir=self.tracking_dir(),
             checkpoint_root=self.tracking_dir() / "checkpoints",
         )
 
 
-class Evaluate(_MethodRuns):
+class Evaluate(_SweptRuns):
     """Predictions, limits and Fisher information of one model (``results/<model>/``)."""
 
     step = "evaluate"
 
     def step_key(self) -> dict[str, Any]:
         """Everything up to the evaluation settings of this branch's method."""
-        source = self.workflow_input
+        source = self.branch_input
         if self.is_workflow():
             return {m: source.step_config("evaluation", m) for m in source.methods}
         return source.step_config("evaluation", self.method)
@@ -281,7 +349,7 @@ class Evaluate(_MethodRuns):
         evaluate_model(
             self.event_file(),
             self.requires().model_dir(),
-            self.workflow_input,
+            self.branch_input,
             out,
             tracking_dir=self.tracking_dir(),
         )
@@ -328,6 +396,12 @@ class Plot(LFITask):
 
     step = "plot"
 
+    job_params = luigi.DictParameter(
+        default={},
+        significant=False,
+        description="workflow parameters of the steps before (workflow=slurm, slurm_cpus, ...)",
+    )
+
     def step_key(self) -> dict[str, Any]:
         """All settings (plots compare every method)."""
         return self.workflow_input.step_config("plotting")
@@ -335,8 +409,8 @@ class Plot(LFITask):
     def requires(self) -> dict[str, Any]:
         """Every evaluation, every model and the reference results."""
         return {
-            "results": Evaluate.req(self),
-            "models": Train.req(self),
+            "results": Evaluate.req(self, **self.job_params),
+            "models": Train.req(self, **self.job_params),
             "reference": Reference.req(self),
         }
 
@@ -371,9 +445,11 @@ class RunResult:
     """What ``minerflow run`` did: per-output records, where the results are, how long."""
 
     records: tuple[TaskRecord, ...]
-    plots_dir: Path
+    plots_dir: Path | None
     tracking_uri: str
     wall_seconds: float
+    notes: tuple[str, ...] = ()
+    """Further summary lines: the sweep table, the Slurm job logs."""
 
     @property
     def nothing_to_do(self) -> bool:
@@ -389,14 +465,10 @@ class RunResult:
             if self.nothing_to_do
             else f"{ran} outputs made, {reused} reused"
         )
-        return "\n".join(
-            [
-                head,
-                format_summary(self.records, self.wall_seconds),
-                f"plots:  {self.plots_dir}",
-                f"MLflow: {self.tracking_uri}",
-            ]
-        )
+        lines = [head, format_summary(self.records, self.wall_seconds)]
+        if self.plots_dir is not None:
+            lines.append(f"plots:  {self.plots_dir}")
+        return "\n".join([*lines, *self.notes, f"MLflow: {self.tracking_uri}"])
 
 
 def _link_plots(workdir: Path, plots: Path) -> None:
@@ -410,6 +482,41 @@ def _link_plots(workdir: Path, plots: Path) -> None:
     os.replace(tmp, link)
 
 
+def _sweep_summary(evaluate: Evaluate, parent_run_id: str | None) -> Path:
+    """Write (or reuse) the sweep's table and plot; returns the folder.
+
+    ``<workdir>/sweep/<version>/<axes>__<hash of the trained folders>``: a re-run of the same
+    sweep finds it; a grown sweep gets a new one, with the reused trainings in it too.
+    """
+    from minerflow.io.atomic import atomic_dir
+    from minerflow.workflow.sweeps import (
+        collect_sweep_results,
+        result_key,
+        results_from_models,
+        write_sweep_summary,
+    )
+
+    sweep = evaluate.sweep_axes
+    trainings = Train.req(evaluate).get_branch_tasks()
+    models = [(t.branch_data, t.model_dir()) for t in trainings.values()]
+    readable = {name: values for name, values in sweep.axes}
+    key = {"sweep": readable, "models": [str(folder) for _, folder in models]}
+    folder = (
+        Path(str(evaluate.workdir)).resolve()
+        / "sweep"
+        / str(evaluate.version)
+        / folder_key(readable, key)
+    )
+    if folder.is_dir():
+        return folder
+    workdir = Path(str(evaluate.workdir)).resolve()
+    found = collect_sweep_results(workdir, parent_run_id, sweep) if parent_run_id else []
+    run_ids = {result_key(r.method, r.run, r.point): r.run_id for r in found}
+    with atomic_dir(folder) as tmp:
+        write_sweep_summary(results_from_models(models, run_ids), sweep, tmp)
+    return folder
+
+
 def run_workflow(
     workdir: str | os.PathLike[str] = "work",
     *,
@@ -420,20 +527,33 @@ def run_workflow(
     version: str = "v1",
     toy_events: int = 100_000,
     toy_seed: int = 0,
+    workflow: str = "local",
+    resources: ResourceSettings | None = None,
+    retries: int | None = None,
+    sweep: Sequence[str] = (),
 ) -> RunResult:
-    """Run Sample → Train → Evaluate → Plot with ``workers`` local processes.
+    """Run Sample → Train → Evaluate → Plot with ``workers`` local processes or Slurm jobs.
 
-    The input (and the data file, if given) is validated before anything runs. Work that is
-    already done is reused; when everything is, no MLflow run is opened and this returns in
-    about a second. Otherwise one parent run (experiment ``minerflow-workflow``) holds every
-    step's run. A failed task raises :class:`WorkflowFailedError` (finished outputs are kept).
+    The input (and the data file and sweep, if given) is validated before anything runs. Work
+    that is already done is reused; when everything is, no MLflow run is opened and this
+    returns in about a second. Otherwise one parent run (experiment ``minerflow-workflow``)
+    holds every step's run. ``workflow="slurm"`` submits the branches of Sample, Train and
+    Evaluate as Slurm jobs (``resources`` on top of the input file's, failed jobs resubmitted
+    ``retries`` times) and waits for them. With ``sweep`` (``["alpha=1,10", ...]``) every
+    point trains and is evaluated, under one sweep parent run, and the sweep's table and plot
+    replace the method-comparison figures. A failed task raises :class:`WorkflowFailedError`
+    (finished outputs are kept).
     """
     from minerflow.config.workflow_input import load_workflow_input
     from minerflow.tracking.store import tracking_uri
+    from minerflow.workflow.sweeps import apply_point, parse_sweeps
 
     started = time.perf_counter()
     root = Path(workdir).resolve()
     workflow_input = load_workflow_input(input_file, overrides)
+    swept = parse_sweeps(list(sweep))
+    for point in swept.points():
+        apply_point(workflow_input, point)
     params = {
         "workdir": str(root),
         "version": version,
@@ -443,51 +563,104 @@ def run_workflow(
         "toy_events": int(toy_events),
         "toy_seed": int(toy_seed),
     }
-    plot = Plot(**params)
+    job_params = slurm_task_params(workflow, resources, retries)
+    target: LFITask = (
+        Evaluate(**params, sweep=tuple(sweep), **job_params)
+        if swept.axes
+        else Plot(**params, job_params=job_params)
+    )
     if data_file:
-        plot.event_file()  # check the event file against the input before any work
+        target.event_file()  # check the event file against the input before any work
     token = new_run_token()
-    if not plot.complete():
-        # tasks may run in forked workers: failures are reported through a file
-        failures = root / f".failures-{token}.txt"
-
-        def _failed(task: luigi.Task, error: BaseException) -> None:
-            with open(failures, "a") as handle:
-                handle.write(f"{task.get_task_family()}{_branch_text(task)}: {error}\n")
-
-        from minerflow.workflow.common import step_run
-
+    parent_run_id = None
+    if not target.complete():
         root.mkdir(parents=True, exist_ok=True)
-        LFITask.event_handler(luigi.Event.FAILURE)(_failed)
-        try:
-            with step_run(
-                "workflow",
-                root,
-                run_name="minerflow run",
-                params={**params, "workers": workers, "settings": workflow_input.canonical_dict()},
-                input_file=workflow_input.source,
-                event_file=data_file or None,
-                export_as_parent=True,
-            ):
-                result = luigi.build(
-                    [plot], workers=workers, local_scheduler=True, detailed_summary=True
-                )
-        finally:
-            LFITask.remove_event_handler(luigi.Event.FAILURE, _failed)
-        if result.status not in (
-            luigi.LuigiStatusCode.SUCCESS,
-            luigi.LuigiStatusCode.SUCCESS_WITH_RETRY,
-        ):
-            lines = failures.read_text().splitlines() if failures.is_file() else []
-            failures.unlink(missing_ok=True)
-            raise WorkflowFailedError(
-                f"{lines[0] if lines else result.status.name} (finished outputs are kept; "
-                "run again to retry the rest)"
-            )
-    records = tuple(collect_records([plot], token))
-    plots_dir = plot.plots_dir()
-    _link_plots(root, plots_dir)
-    return RunResult(records, plots_dir, tracking_uri(root), time.perf_counter() - started)
+        run_params = {**params, "workers": workers, "workflow": workflow, "sweep": list(sweep)}
+        with _workflow_run(root, run_params, workflow_input, data_file, swept) as parent_run_id:
+            _build(target, workers, root, token)
+    records = tuple(collect_records([target], token))
+    notes = []
+    plots_dir = None
+    if isinstance(target, Evaluate):
+        summary = _sweep_summary(target, parent_run_id)
+        notes.append(f"sweep:  {summary / 'sweep.md'} (table), {summary / 'sweep.png'} (plot)")
+    else:
+        plots_dir = target.plots_dir()
+        _link_plots(root, plots_dir)
+    if workflow == "slurm":
+        notes.extend(slurm_summary(_walk_workflows(target)).splitlines())
+    wall = time.perf_counter() - started
+    return RunResult(records, plots_dir, tracking_uri(root), wall, tuple(notes))
+
+
+@contextlib.contextmanager
+def _workflow_run(
+    root: Path,
+    params: Mapping[str, Any],
+    workflow_input: Any,
+    data_file: str | os.PathLike[str] | None,
+    sweep: Any,
+) -> Iterator[str | None]:
+    """The run's parent MLflow run, with the sweep's parent inside; yields the latter's id."""
+    from minerflow.workflow.common import step_run
+    from minerflow.workflow.sweeps import sweep_parent_run
+
+    with step_run(
+        "workflow",
+        root,
+        run_name="minerflow run",
+        params={**params, "settings": workflow_input.canonical_dict()},
+        input_file=workflow_input.source,
+        event_file=data_file or None,
+        export_as_parent=True,
+    ):
+        if not sweep.axes:
+            yield None
+            return
+        with sweep_parent_run(root, sweep, input_file=workflow_input.source) as parent:
+            yield parent.run_id
+
+
+def _build(target: luigi.Task, workers: int, root: Path, token: str) -> None:
+    """Run ``target`` with luigi's local scheduler; a failure raises WorkflowFailedError."""
+    # tasks may run in forked workers: failures are reported through a file
+    failures = root / f".failures-{token}.txt"
+
+    def _failed(task: luigi.Task, error: BaseException) -> None:
+        with open(failures, "a") as handle:
+            handle.write(f"{task.get_task_family()}{_branch_text(task)}: {error}\n")
+
+    LFITask.event_handler(luigi.Event.FAILURE)(_failed)
+    try:
+        result = luigi.build([target], workers=workers, local_scheduler=True, detailed_summary=True)
+    finally:
+        LFITask.remove_event_handler(luigi.Event.FAILURE, _failed)
+    if result.status not in (
+        luigi.LuigiStatusCode.SUCCESS,
+        luigi.LuigiStatusCode.SUCCESS_WITH_RETRY,
+    ):
+        lines = failures.read_text().splitlines() if failures.is_file() else []
+        failures.unlink(missing_ok=True)
+        raise WorkflowFailedError(
+            f"{lines[0] if lines else result.status.name} (finished outputs are kept; "
+            "run again to retry the rest)"
+        )
+
+
+def _walk_workflows(target: luigi.Task) -> Iterator[luigi.Task]:
+    """Every workflow reachable from ``target`` (for the Slurm job-log summary)."""
+    seen: set[str] = set()
+    stack = [target]
+    while stack:
+        task = stack.pop()
+        if task.task_id in seen:
+            continue
+        seen.add(task.task_id)
+        if isinstance(task, _MethodRuns) and task.is_workflow():
+            yield task
+            stack.extend(luigi.task.flatten(task.workflow_requires()))
+        else:
+            stack.extend(luigi.task.flatten(task.requires()))
 
 
 def _branch_text(task: luigi.Task) -> str:

@@ -1,5 +1,8 @@
 """law tasks of the MLModel workflow: prepare → train (one branch per fold) → evaluate → plot.
 
+The branching steps run locally or, with ``--workflow slurm``, as Slurm jobs
+(:mod:`minerflow.tasks.remote`); the plots are drawn where the command runs.
+
 ``law run minerflow.MLTraining --version v1 --ml-model toy_classifier --analysis-file
 analysis.yml --workers 3`` (after ``law index``) or ``minerflow ml train ...`` run them. The
 tasks only decide folders, branches and sandboxes; the steps are in
@@ -46,6 +49,7 @@ from minerflow.ml.folds import training_folds
 from minerflow.ml.mlmodel import MLModel, build_model
 from minerflow.ml.sandbox import active_sandbox, resolve_sandbox, run_in_sandbox
 from minerflow.tasks.base import MinerflowTask, MinerflowWorkflow, folder_key, run_token
+from minerflow.tasks.remote import SlurmWorkflowMixin, workflow_params
 from minerflow.workflow import ml_steps
 from minerflow.workflow.ml_steps import OpChain
 
@@ -181,8 +185,11 @@ class _MLTask(MinerflowTask):
         return OpChain.for_training(self.model_inst, self.config_inst, self.requested_ops())
 
     def ml_params(self) -> dict[str, Any]:
-        """Parameter values to pass on to the tasks this one requires."""
-        return {name: getattr(self, name) for name in _SHARED_PARAMS}
+        """Parameter values to pass on to the tasks this one requires (Slurm ones included)."""
+        shared = {name: getattr(self, name) for name in _SHARED_PARAMS}
+        if isinstance(self, SlurmWorkflowMixin):
+            return {**shared, **workflow_params(self)}
+        return {**shared, **getattr(self, "job_params", {})}
 
     # ------------------------------------------------------------------ keys and folders
     def base_key(self) -> dict[str, Any]:
@@ -285,7 +292,7 @@ def run_task_here(cls_path: str, params_json: str) -> int:
 
 
 # --------------------------------------------------------------------------- preparation
-class PrepareMLEvents(_MLTask, MinerflowWorkflow):
+class PrepareMLEvents(_MLTask, MinerflowWorkflow, SlurmWorkflowMixin):
     """Per training dataset: events per fold (training ops applied) and statistics."""
 
     step = "ml_preparation"
@@ -339,7 +346,7 @@ class PrepareMLEvents(_MLTask, MinerflowWorkflow):
 
 
 # --------------------------------------------------------------------------- training
-class MLTraining(_MLTask, MinerflowWorkflow):
+class MLTraining(_MLTask, MinerflowWorkflow, SlurmWorkflowMixin):
     """One branch per fold; fold f's model trains on the prepared events of every other fold."""
 
     step = "ml_training"
@@ -449,7 +456,7 @@ class MLTraining(_MLTask, MinerflowWorkflow):
 
 
 # --------------------------------------------------------------------------- evaluation
-class MLEvaluation(_MLTask, MinerflowWorkflow):
+class MLEvaluation(_MLTask, MinerflowWorkflow, SlurmWorkflowMixin):
     """One branch per dataset: every event predicted by a model that never saw it."""
 
     step = "ml_evaluation"
@@ -536,6 +543,11 @@ class PlotMLResults(_MLTask):
         default="", description="score columns, one or one per class in class order"
     )
     formats = luigi.Parameter(default="png,pdf", description="figure formats")
+    job_params = luigi.DictParameter(
+        default={},
+        significant=False,
+        description="workflow parameters of the steps before (workflow=slurm, slurm_cpus, ...)",
+    )
 
     def training(self) -> MLTraining:
         """The training workflow (all folds)."""

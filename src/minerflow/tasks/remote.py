@@ -48,6 +48,7 @@ __all__ = [
     "slurm_log_files",
     "slurm_summary",
     "slurm_task_params",
+    "workflow_params",
 ]
 
 CONTROL_DIR = ".slurm"
@@ -289,6 +290,16 @@ def slurm_task_params(
     if retries is not None:
         params["retries"] = retries
     return params
+
+
+def workflow_params(task: SlurmWorkflowMixin) -> dict[str, Any]:
+    """The workflow type, resource, retry and poll parameters of ``task``, to pass upstream.
+
+    A task that builds its requirements itself (not through ``req``) hands these on, so the
+    steps before it run where it runs.
+    """
+    names = ("workflow", *_RESOURCE_PARAMS, "slurm_partition", "retries", "poll_interval")
+    return {name: getattr(task, name) for name in names}
 
 
 def slurm_log_files(tasks: Iterable[Any]) -> list[Path]:

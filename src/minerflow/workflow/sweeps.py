@@ -45,6 +45,8 @@ __all__ = [
     "plot_sweep",
     "point_label",
     "point_overrides",
+    "result_key",
+    "results_from_models",
     "sweep_branches",
     "sweep_parent_run",
     "sweep_table",
@@ -247,6 +249,44 @@ def collect_sweep_results(
             )
         )
     return sorted(results, key=lambda r: (r.method, r.run, order.get(point_label(r.point), -1)))
+
+
+def result_key(method: str, run: int, point: Mapping[str, Any]) -> str:
+    """``alices/0/alpha=10``: one training of a sweep (matches folders to MLflow runs)."""
+    return f"{method}/{run}/{point_label(point)}"
+
+
+def results_from_models(
+    models: Sequence[tuple[Mapping[str, Any], str | os.PathLike[str]]],
+    run_ids: Mapping[str, str] | None = None,
+) -> list[SweepResult]:
+    """The sweep's trainings read from their model folders: ``(branch data, folder)`` pairs.
+
+    The value is :data:`DEFAULT_METRIC` as the training logged it, the validation total loss
+    (the training total without a validation split) at the best epoch, read from the folder's
+    ``history.json``, so trainings reused from an earlier run count as well. ``run_ids`` maps
+    :func:`result_key` to MLflow run ids (:func:`collect_sweep_results` of this sweep's
+    parent); a training without one (reused) shows ``-``.
+    """
+    results = []
+    for branch, folder in models:
+        history = json.loads((Path(folder) / "history.json").read_text())
+        best = history.get("best_epoch")
+        curve = history["validation"].get("total") or history["train"]["total"]
+        if best is None or not curve:
+            continue
+        method, run = str(branch["method"]), int(branch["run"])
+        point = dict(branch.get(SWEEP_KEY) or {})
+        results.append(
+            SweepResult(
+                method=method,
+                run=run,
+                point=point,
+                value=float(curve[best]),
+                run_id=(run_ids or {}).get(result_key(method, run, point), "-"),
+            )
+        )
+    return results
 
 
 def sweep_table(
