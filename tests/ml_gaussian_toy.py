@@ -23,7 +23,9 @@ def score(x: np.ndarray, theta: np.ndarray) -> np.ndarray:
     return (x - theta) / VARIANCE
 
 
-def ratio_sample(n: int, rng: np.random.Generator, theta_range: float = 1.0) -> dict[str, np.ndarray]:
+def ratio_sample(
+    n: int, rng: np.random.Generator, theta_range: float = 1.0
+) -> dict[str, np.ndarray]:
     """A ratio sample: half from θ ~ U(±theta_range) (y=0), half from θ_ref = 0 (y=1)."""
     theta = rng.uniform(-theta_range, theta_range, size=n)
     y = (np.arange(n) % 2).astype(float)
