@@ -1,7 +1,9 @@
 """Workflow branches as real Slurm jobs on a one-node cluster on 127.0.0.1.
 
 The cluster (munged, slurmctld, slurmd) is started once per session by the fixture and
-stopped afterwards; every job runs the same ``law run`` a local branch runs.
+stopped afterwards; every job runs the same ``law run`` a local branch runs. The workflow
+tests go through the real commands (``minerflow run`` / ``minerflow ml train`` with
+``--workflow slurm``) and compare with the local run of the same settings and seeds.
 """
 
 from __future__ import annotations
@@ -19,13 +21,11 @@ import numpy as np
 import pytest
 import torch
 
+from minerflow.cli.main import main
 from minerflow.physics.toy_events import write_toy_analysis
-from minerflow.tasks import lfi, ml
-from minerflow.tasks.base import law_config_path
+from minerflow.tasks.base import META_FILE, law_config_path
 from minerflow.tasks.remote import LOG_SUFFIX, slurm_summary
-from minerflow.workflow.sweeps import collect_sweep_results, parse_sweeps, sweep_parent_run
-from support.remote_tasks import Draws, SweepTraining, make_toy_samples, run_task
-from support.remote_workflows import SlurmEvaluate, SlurmMLTraining
+from support.remote_tasks import Draws, run_task
 from support.slurm_cluster import LocalSlurmCluster, slurm_available
 
 pytestmark = [
@@ -182,56 +182,23 @@ def test_killed_submitter_reattaches_without_resubmitting(
     assert made_by == set(submitted)
 
 
-@pytest.mark.slow
-def test_sweep_trainings_as_slurm_jobs_equal_local_ones(
-    slurm_cluster: LocalSlurmCluster, tmp_path: Path
-) -> None:
-    samples = make_toy_samples(tmp_path)
-    texts = ("alpha=1,100",)
-    sweep = parse_sweeps(texts)
-    runs = {}
-    for workflow in ("local", "slurm"):
-        workdir = tmp_path / workflow
-        task = SweepTraining(
-            workdir=str(workdir),
-            samples=str(samples),
-            sweep=texts,
-            workflow=workflow,
-            poll_interval=POLL,
-        )
-        with sweep_parent_run(workdir, sweep) as parent:
-            assert run_task(task, workers=2)
-        runs[workflow] = (task, collect_sweep_results(workdir, parent.run_id, sweep))
-    (local, local_results), (remote, remote_results) = runs["local"], runs["slurm"]
-    assert [r.point for r in remote_results] == sweep.points()  # children of the parent
-    assert [r.value for r in remote_results] == [r.value for r in local_results]
-    for branch in range(len(sweep)):
-        here = local.as_branch(branch).output_dir() / "models" / "alices_0"
-        there = remote.as_branch(branch).output_dir() / "models" / "alices_0"
-        history = json.loads((here / "history.json").read_text())
-        assert (
-            json.loads((there / "history.json").read_text())["validation"] == history["validation"]
-        )
-        weights = torch.load(here / "weights.pt", weights_only=True)
-        for name, value in torch.load(there / "weights.pt", weights_only=True).items():
-            assert torch.equal(value, weights[name]), name
-        log = (
-            remote.as_branch(branch)
-            .output_dir()
-            .with_name(remote.as_branch(branch).output_dir().name + LOG_SUFFIX)
-        )
-        assert "task exit code: 0" in log.read_text()
+RUN_SMALL = (
+    "--toy-events", "5000",
+    "--set", "methods=[alices, sally]",
+    "--set", "plotting.correlations_methods=[alices]",
+    "--set", "sampling.n_samples_train=500",
+    "--set", "training.alpha=1",
+    "--set", "training.num_epochs=1",
+    "--set", "training.n_hidden=[10]",
+    "--set", "evaluation.n_samples_test=100",
+    "--set", "asymptotic_limits.resolutions=[5, 5]",
+)  # fmt: skip
+"""A workflow that runs in about a minute: two methods, one epoch, a 5 × 5 limit grid."""
 
 
-LFI_SMALL = (
-    "methods=[alices, sally]",
-    "plotting.correlations_methods=[alices]",
-    "sampling.n_samples_train=500",
-    "training.num_epochs=1",
-    "training.n_hidden=[10]",
-    "evaluation.n_samples_test=100",
-    "asymptotic_limits.resolutions=[5, 5]",
-)
+def _outputs(workdir: Path) -> list[Path]:
+    """Every task output folder below ``workdir``, relative (names include the keys)."""
+    return sorted(p.parent.relative_to(workdir) for p in workdir.rglob(META_FILE))
 
 
 def _same_arrays(here: Path, there: Path) -> int:
@@ -242,53 +209,111 @@ def _same_arrays(here: Path, there: Path) -> int:
     return len(files)
 
 
+def _same_weights(here: Path, there: Path) -> None:
+    ours = torch.load(here / "weights.pt", weights_only=True)
+    for name, value in torch.load(there / "weights.pt", weights_only=True).items():
+        assert torch.equal(value, ours[name]), name
+
+
+def _new_jobs(before: set[str]) -> dict[str, str]:
+    """Jobs submitted since ``before``: id -> the task family in the job name (``Train``)."""
+    out = subprocess.run(
+        ["squeue", "-t", "all", "-h", "-o", "%i %j"], check=True, capture_output=True, text=True
+    ).stdout
+    jobs = dict(line.split() for line in out.splitlines() if line.strip())
+    return {i: n.split(".", 1)[1].split("_", 1)[0] for i, n in jobs.items() if i not in before}
+
+
 @pytest.mark.slow
-def test_lfi_workflow_through_slurm_equals_local(
-    slurm_cluster: LocalSlurmCluster, tmp_path: Path
+def test_minerflow_run_through_slurm_equals_local_then_sweeps_there(
+    slurm_cluster: LocalSlurmCluster, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    params = {"workdir": str(tmp_path), "overrides": LFI_SMALL, "toy_events": 5000}
-    local = lfi.Evaluate(**params)
-    remote = SlurmEvaluate(**params, workflow="slurm", poll_interval=POLL)
-    assert run_task(local, workers=2)
+    local, remote = tmp_path / "local", tmp_path / "slurm"
+    assert main(["run", "--workdir", str(local), *RUN_SMALL]) == 0
+    capsys.readouterr()
     before = set(_all_jobs())
-    assert run_task(remote)
-    assert len(set(_all_jobs()) - before) == 6  # sampling, training, evaluation x two methods
-    for branch, data in local.branch_map.items():
-        assert remote.branch_map[branch] == data
-        here, there = local.as_branch(branch), remote.as_branch(branch)
-        assert _same_arrays(here.results_dir(), there.results_dir()) > 0
-        weights = torch.load(here.requires().model_dir() / "weights.pt", weights_only=True)
-        for name, value in torch.load(
-            there.requires().model_dir() / "weights.pt", weights_only=True
-        ).items():
-            assert torch.equal(value, weights[name]), name
-        for task in (there, there.requires(), there.requires().requires()):
-            log = task.output_dir().with_name(task.output_dir().name + LOG_SUFFIX)
+    resources = ["--set", "resources.default.walltime=20", "--set", "resources.train.walltime=15"]
+    options = ["--memory", "400M", "--sbatch-option=--comment=minerflow-test", "--retries", "0"]
+    command = ["run", "--workdir", str(remote), *RUN_SMALL, "--workflow", "slurm"]
+    assert main([*command, *resources, *options]) == 0
+    summary = capsys.readouterr().out
+
+    # two jobs per step; resources from the input file, the step defaults and the options
+    jobs = _new_jobs(before)
+    assert sorted(jobs.values()) == ["Evaluate"] * 2 + ["Sample"] * 2 + ["Train"] * 2
+    for job_id, family in jobs.items():
+        info = _job_info(job_id)
+        assert "JobState=COMPLETED" in info
+        assert f"TimeLimit=00:{15 if family == 'Train' else 20}:00" in info
+        assert f"NumCPUs={2 if family == 'Train' else 1}" in info  # the train default: 2
+        assert "MinMemoryNode=400M" in info
+        assert "Comment=minerflow-test" in info
+    for step in ("sample", "train", "evaluate"):
+        assert f"Slurm job logs: {remote / step / 'v1'}/*{LOG_SUFFIX} (2 jobs)" in summary
+    assert summary.index("/sample/v1/") < summary.index("/train/v1/") < summary.index("/evaluate")
+    assert f"plots:  {remote / 'plot'}" in summary
+
+    # same folders (resources and the workflow type are no part of a key), same results
+    assert _outputs(local) == _outputs(remote)
+    for folder in _outputs(local):
+        if folder.parts[0] in ("sample", "evaluate", "reference"):
+            assert _same_arrays(local / folder, remote / folder) > 0
+        if folder.parts[0] == "train":
+            model = next((local / folder / "models").iterdir()).name
+            _same_weights(local / folder / "models" / model, remote / folder / "models" / model)
+        if folder.parts[0] != "plot":  # made in the submitting process
+            log = (remote / folder).with_name(folder.name + LOG_SUFFIX)
             assert "task exit code: 0" in log.read_text()
+    assert {p.name for p in (local / "plots").iterdir()} == {
+        p.name for p in (remote / "plots").iterdir()
+    }
+
+    # a sweep on Slurm: the sample is reused, its alpha=1 point equals the trained alices
+    before = set(_all_jobs())
+    sweep = [*command, "--set", "methods=[alices]", "--sweep", "alpha=1,100"]
+    assert main(sweep) == 0
+    summary = capsys.readouterr().out
+    assert sorted(_new_jobs(before).values()) == ["Evaluate"] * 2 + ["Train"] * 2
+    swept = (remote / "train" / "v1").glob("method=alices__run=0__alpha=*")
+    trained = {p.name.split("__")[2]: p for p in swept if p.is_dir()}
+    assert sorted(trained) == ["alpha=1", "alpha=100"]
+    plain = next((local / "train" / "v1").glob("method=alices__run=0__??????????"))
+    _same_weights(plain / "models" / "alices_0", trained["alpha=1"] / "models" / "alices_0")
+    table = next((remote / "sweep" / "v1").glob("alpha=1,100__*")) / "sweep.csv"
+    assert f"sweep:  {table.with_suffix('.md')} (table)" in summary
+    rows = [line.split(",") for line in table.read_text().splitlines()[1:]]
+    assert [row[:3] for row in rows] == [["alices", "0", "1"], ["alices", "0", "100"]]
+    assert all(len(row[-1]) == 32 for row in rows)  # each training's MLflow run
+    assert table.with_suffix(".png").is_file()
 
 
 @pytest.mark.slow
-def test_kfold_mlmodel_training_through_slurm_equals_local(
-    slurm_cluster: LocalSlurmCluster, tmp_path: Path
+def test_minerflow_ml_train_through_slurm_equals_local(
+    slurm_cluster: LocalSlurmCluster, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     analysis = write_toy_analysis(
         tmp_path / "toy", 600, seed=5, n_files=1, ml_modules=[str(TESTS / "ml_task_models.py")]
     )
-    params = {"ml_model": "lin_binary", "analysis_file": str(analysis), "chunk_size": 500}
-    local = ml.MLTraining(workdir=str(tmp_path / "local"), **params)
-    remote = SlurmMLTraining(
-        workdir=str(tmp_path / "slurm"), **params, workflow="slurm", poll_interval=POLL
-    )
-    assert run_task(local, workers=2)
-    assert run_task(remote)
-    folds = local.model_inst.folds
-    assert folds == 3
-    for fold, (here, there) in enumerate(zip(local.fold_tasks(), remote.fold_tasks(), strict=True)):
-        assert _same_arrays(here.output_dir(), there.output_dir()) == 0  # models are .npz
-        ours = np.load(here.output_dir() / f"mlmodel_f{fold}of3" / "model.npz")
-        theirs = np.load(there.output_dir() / f"mlmodel_f{fold}of3" / "model.npz")
+    command = ["ml", "train", "--ml-model", "lin_binary", "--analysis", str(analysis)]
+    command += ["--chunk-size", "500"]
+    local, remote = tmp_path / "local", tmp_path / "slurm"
+    assert main([*command, "--workdir", str(local), "--workers", "2"]) == 0
+    capsys.readouterr()
+    before = set(_all_jobs())
+    assert main([*command, "--workdir", str(remote), "--workflow", "slurm", "--cpus", "1"]) == 0
+    printed = capsys.readouterr().out
+    jobs = _new_jobs(before)
+    assert sorted(jobs.values()) == ["MLTraining"] * 3 + ["PrepareMLEvents"] * 2
+    assert all("NumCPUs=1" in _job_info(job_id) for job_id in jobs)
+    folds = [Path(line) for line in printed.splitlines() if "/ml_training/" in line]
+    assert [f.name.split("__")[0] for f in folds] == [f"fold={k}of3" for k in range(3)]
+    assert f"Slurm job logs: {folds[0].parent}/*{LOG_SUFFIX} (3 jobs)" in printed
+    assert _outputs(local) == _outputs(remote)
+    for fold, there in enumerate(folds):
+        here = local / there.relative_to(remote)
+        ours = np.load(here / f"mlmodel_f{fold}of3" / "model.npz")
+        theirs = np.load(there / f"mlmodel_f{fold}of3" / "model.npz")
         assert sorted(ours.files) == sorted(theirs.files)
         for key in ours.files:
             np.testing.assert_array_equal(ours[key], theirs[key])
-        log = there.output_dir().with_name(there.output_dir().name + LOG_SUFFIX)
-        assert "task exit code: 0" in log.read_text()
+        assert "task exit code: 0" in there.with_name(there.name + LOG_SUFFIX).read_text()

@@ -40,6 +40,10 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, ClassVar
 
+# first: it points law at minerflow's law.cfg (squeue -t all, ...) before law is imported
+from minerflow.tasks.base import MinerflowTask, MinerflowWorkflow, folder_key, run_token
+
+# isort: split
 import law
 import luigi
 
@@ -48,7 +52,6 @@ from minerflow.errors import InputError, MinerflowError
 from minerflow.ml.folds import training_folds
 from minerflow.ml.mlmodel import MLModel, build_model
 from minerflow.ml.sandbox import active_sandbox, resolve_sandbox, run_in_sandbox
-from minerflow.tasks.base import MinerflowTask, MinerflowWorkflow, folder_key, run_token
 from minerflow.tasks.remote import SlurmWorkflowMixin, workflow_params
 from minerflow.workflow import ml_steps
 from minerflow.workflow.ml_steps import OpChain

@@ -30,6 +30,10 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
+# first: it points law at minerflow's law.cfg (squeue -t all, ...) before law is imported
+import minerflow.tasks.base  # noqa: F401
+
+# isort: split
 import law
 import luigi
 from law.contrib.slurm import SlurmWorkflow
@@ -314,9 +318,13 @@ def slurm_log_files(tasks: Iterable[Any]) -> list[Path]:
 
 
 def slurm_summary(tasks: Iterable[Any]) -> str:
-    """One line per folder with Slurm job logs, for the end-of-run summary (empty if none)."""
+    """One line per folder with Slurm job logs, for the end-of-run summary (empty if none).
+
+    Folders come in the order their first log was written (the order the steps ran).
+    """
+    logs = sorted(set(slurm_log_files(tasks)), key=lambda path: path.stat().st_mtime)
     folders: dict[Path, int] = {}
-    for path in slurm_log_files(tasks):
+    for path in logs:
         folders[path.parent] = folders.get(path.parent, 0) + 1
     return "\n".join(
         f"Slurm job logs: {folder}/*{LOG_SUFFIX} ({n} jobs)" for folder, n in folders.items()
