@@ -239,8 +239,9 @@ def test_plots_and_tracking(
 
 @pytest.mark.slow
 def test_toy_results_match_the_exact_likelihood(tmp_path: Path) -> None:
-    """With a toy file, the stored truth is the toy's exact likelihood, to the last digit."""
-    data = toy.write_event_file(tmp_path / "toy.h5", n_events=4000, seed=5)
+    """With a toy file, the stored truth is the toy's exact likelihood, to the last digit; the
+    ml limit from the Asimov subsample matches the full Asimov set's."""
+    data = toy.write_event_file(tmp_path / "toy.h5", n_events=5000, seed=5)
     source = load_workflow_input(
         None,
         [
@@ -266,6 +267,26 @@ def test_toy_results_match_the_exact_likelihood(tmp_path: Path) -> None:
     assert np.array_equal(np.load(tmp_path / "rates" / "limits" / "truth_kin.npy"), expected)
     fisher = json.loads((tmp_path / "rates" / "fisher.json").read_text())["information"]
     assert np.allclose(fisher["exact"], toy.fisher_information(np.zeros(2), source.luminosity))
+    # 2500 test events > ASIMOV_EVENTS: the model saw a subsample; the full set agrees
+    from minerflow.ml.persistence import load_estimator
+    from minerflow.physics.limits import MorphedEvents, expected_limits
+    from minerflow.physics.sampling import partitions
+
+    event_file = read_event_file(data)
+    parts = partitions(event_file.header.n_events, 0.5, 0.0)
+    events = MorphedEvents.from_event_file(event_file, parts["test"])
+    assert len(events) > evaluation.ASIMOV_EVENTS
+    full = expected_limits(
+        "ml",
+        events,
+        grid,
+        np.zeros(2),
+        source.luminosity,
+        estimator=load_estimator(tmp_path / "models" / "alices_0", device="cpu"),
+    )
+    stored = np.load(result / "limits" / "ml_llr.npy")
+    inside = full.log_likelihood_ratio > -3.1  # the 2σ region
+    assert np.abs(2 * (stored - full.log_likelihood_ratio))[inside].max() < 0.3
     written = plotting.plot(source, tmp_path)
     assert {"correlation_llr_alices_0.png", "correlation_score_alices_0.png"} <= {
         p.name for p in written

@@ -3,12 +3,15 @@
 Per trained model (``results/<method>_<run>/``): test events from the test partition at
 ``theta_true`` (``x_test.npy``) and the limit grid (``grid.npy``); for ratio and density models
 log r̂(x|θ, θ_ref) for every (θ, event) pair (``llr.npy``, ``(n_grid, n_test)``) and the score
-(``scores.npy``, ``(n_grid, n_test, n_p)``); for score models t̂(x) (``scores.npy``,
-``(n_test, n_p)``) and the SALLY Fisher information. Expected limits (Asimov data of the test
-partition, arXiv:1907.10621) for every ``include_xsec`` value: ``ml`` mode for ratio and
-density models, ``sally``/``sallino`` mode for score models; the kinematics-only variant
-(``include_xsec: false``) is stored with the suffix ``_kin``. With the toy simulator's event
-file the exact values are stored beside the estimates (``true_llr.npy``, ``true_scores.npy``).
+for the first :data:`SCORE_EVENTS` events (``scores.npy``, ``(n_grid, min(n_test, 100), n_p)``,
+what the correlation plots need); for score models t̂(x) (``scores.npy``, ``(n_test, n_p)``)
+and the SALLY Fisher information. Expected limits (Asimov data of the test partition,
+arXiv:1907.10621) for every ``include_xsec`` value from one evaluation of the estimator: ``ml``
+mode for ratio and density models, on a stratified, weight-preserving subsample of
+:data:`ASIMOV_EVENTS` Asimov events (:mod:`minerflow.workflow.asimov`), ``sally``/``sallino``
+mode for score models; the kinematics-only variant (``include_xsec: false``) is stored with the
+suffix ``_kin``. With the toy simulator's event file the exact values are stored beside the
+estimates (``true_llr.npy``, ``true_scores.npy``, same shapes).
 
 Model-independent results (``rates/``): σ(θ) on the grid, limits in ``rate`` and ``histo``
 mode (``histogram_vars``), the exact ``truth`` for the toy, and the truth / rate / histogram
@@ -34,9 +37,11 @@ import numpy as np
 from minerflow.config.workflow_input import WorkflowInput, stable_hash
 from minerflow.errors import InputError
 from minerflow.io.atomic import atomic_dir, save_json, save_npy
+from minerflow.workflow.asimov import asimov_subsample
 from minerflow.workflow.common import (
     STEP_RECORD,
     StepTimer,
+    derived_rng,
     is_toy,
     open_event_file,
     read_record,
@@ -50,8 +55,10 @@ if TYPE_CHECKING:
     from minerflow.physics.limits import LimitResult, MorphedEvents
 
 __all__ = [
+    "ASIMOV_EVENTS",
     "REFERENCE_FOLDER",
     "RESULTS_FOLDER",
+    "SCORE_EVENTS",
     "LimitSet",
     "evaluate",
     "evaluate_model",
@@ -64,6 +71,10 @@ __all__ = [
 STEP = "evaluation"
 RESULTS_FOLDER = "results"
 REFERENCE_FOLDER = "rates"
+ASIMOV_EVENTS = 2000
+"""Equal-weight events that stand for the Asimov set in ``ml`` limits (:mod:`.asimov`)."""
+SCORE_EVENTS = 100
+"""Test events whose score t̂(x|θ) a ratio model is evaluated on at every θ (``scores.npy``)."""
 
 
 def limit_name(mode: str, include_xsec: bool) -> str:
@@ -327,18 +338,6 @@ def evaluate_reference(
     return target
 
 
-class _GridRatio:
-    """A log r̂(x|θ) view with the signature expected by ``expected_limits(mode='ml')``."""
-
-    def __init__(self, function: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> None:
-        self._function = function
-
-    def evaluate_log_likelihood_ratio(
-        self, x: np.ndarray, thetas: np.ndarray, test_all_combinations: bool = True
-    ) -> tuple[np.ndarray, None]:
-        return self._function(x, thetas), None
-
-
 def _log_ratio_function(
     estimator: Any, family: str, theta_ref: np.ndarray
 ) -> Callable[..., tuple[np.ndarray, np.ndarray | None]]:
@@ -361,6 +360,59 @@ def _correlation_metrics(truth: np.ndarray, estimate: np.ndarray, name: str) -> 
     }
 
 
+def _theta_ref(setting: _Setting, trained: Mapping[str, Any]) -> np.ndarray:
+    """The model's reference point: its record's, else the file's reference benchmark, else 0."""
+    header = setting.event_file.header
+    index = header.reference_benchmark_index
+    default = header.benchmark_values[index] if index is not None else 0 * setting.theta_true
+    return np.asarray(trained.get("theta_ref") or default, dtype=np.float64)
+
+
+def _limit_mode(family: str, method: str) -> str:
+    if family == "score":
+        return "sallino" if method == "sallino" else "sally"
+    return "ml"
+
+
+def _expected_limits(
+    setting: _Setting, estimator: Any, mode: str, theta_ref: np.ndarray, seed: int
+) -> LimitResult:
+    """Expected limits of one estimator (``ml``: on the stratified Asimov subsample).
+
+    For ``ml`` the estimator sees :data:`ASIMOV_EVENTS` equal-weight events that stand for the
+    weighted test partition (:mod:`minerflow.workflow.asimov`); the count ``n = L·σ(θ_true)``
+    and σ(θ) of the rate term still come from every event. The score modes fill histograms
+    from one t̂ per event and use every event.
+    """
+    from minerflow.physics import limits
+
+    events, grid = setting.events, setting.grid
+    options: dict[str, Any] = {
+        "templates": setting.templates,
+        "estimator": estimator,
+        "theta_ref": theta_ref,
+        "keep_histograms": False,
+    }
+    if mode == "ml":
+        weights = events.weights(setting.theta_true[None, :])[0]
+        rng = derived_rng(seed, "asimov")
+        index = asimov_subsample(events.observations, weights, ASIMOV_EVENTS, rng)
+        if index is not None:
+            count = setting.luminosity * float(weights.sum())
+            return limits.observed_limits(
+                "ml",
+                events.observations[index],
+                events,
+                grid,
+                setting.luminosity,
+                n_observed=count,
+                **options,
+            )
+    return limits.expected_limits(
+        mode, events, grid, setting.theta_true, setting.luminosity, **options
+    )
+
+
 def _model_results(
     setting: _Setting,
     workflow_input: WorkflowInput,
@@ -368,16 +420,18 @@ def _model_results(
     estimator: Any,
     folder: Path,
 ) -> dict[str, float]:
-    """Predictions, limits (and SALLY Fisher information) of one model into ``folder``."""
-    from minerflow.physics import fisher, limits
+    """Predictions, limits (and SALLY Fisher information) of one model into ``folder``.
+
+    Ratio and density models: log r̂ on every (θ, test event) pair without scores, and the
+    score t̂(x|θ) only for the first :data:`SCORE_EVENTS` test events at every θ (what the
+    correlation plots show); the exact values for the toy on the same pairs.
+    """
+    from minerflow.physics import fisher
 
     family = str(trained["family"])
-    method = str(trained["method"])
+    mode = _limit_mode(family, str(trained["method"]))
     grid, theta_true = setting.grid, setting.theta_true
-    header = setting.event_file.header
-    ref_index = header.reference_benchmark_index
-    default_ref = header.benchmark_values[ref_index] if ref_index is not None else 0 * theta_true
-    theta_ref = np.asarray(trained.get("theta_ref") or default_ref, dtype=np.float64)
+    theta_ref = _theta_ref(setting, trained)
     aug = augmenter(setting.event_file, setting.test_split)
     n_test = workflow_input.evaluation.n_samples_test
     x_test = draw_test_sample(aug, theta_true, n_test, workflow_input.sampling.seed)["x"]
@@ -386,32 +440,16 @@ def _model_results(
     save_npy(folder / "x_test.npy", x_test)
     save_npy(folder / "theta_ref.npy", theta_ref)
     metrics: dict[str, float] = {}
-    found = LimitSet(grid, theta_true)
     if family == "score":
         scores = np.asarray(estimator.evaluate_score(x_test), dtype=np.float64)
-        save_npy(folder / "scores.npy", scores)
-        mode = "sallino" if method == "sallino" else "sally"
-        ml_estimator: Any = estimator
     else:
         log_ratio = _log_ratio_function(estimator, family, theta_ref)
-        llr, scores = log_ratio(x_test, grid, True)
+        llr = log_ratio(x_test, grid, False)[0]
+        scores = log_ratio(x_test[:SCORE_EVENTS], grid, True)[1]
         save_npy(folder / "llr.npy", llr)
-        save_npy(folder / "scores.npy", scores)
-        mode = "ml"
-        ml_estimator = (
-            estimator if family == "density" else _GridRatio(lambda x, t: log_ratio(x, t, False)[0])
-        )
-    result = limits.expected_limits(
-        mode,
-        setting.events,
-        grid,
-        theta_true,
-        setting.luminosity,
-        templates=setting.templates,
-        estimator=ml_estimator,
-        theta_ref=theta_ref,
-        keep_histograms=False,
-    )
+    save_npy(folder / "scores.npy", scores)
+    result = _expected_limits(setting, estimator, mode, theta_ref, workflow_input.sampling.seed)
+    found = LimitSet(grid, theta_true)
     found.add_result(result, workflow_input.include_xsec)
     found.write(folder)
     metrics |= found.metrics()
@@ -424,7 +462,7 @@ def _model_results(
             true_llr = toy.log_likelihood_ratio(x_test, grid, theta_ref[None, :])
             save_npy(folder / "true_llr.npy", true_llr)
             metrics |= _correlation_metrics(true_llr, llr, "llr")
-            true_scores = toy.score(x_test, grid)
+            true_scores = toy.score(x_test[:SCORE_EVENTS], grid)
         save_npy(folder / "true_scores.npy", true_scores)
         metrics |= _correlation_metrics(true_scores, scores, "score")
     if family == "score" and workflow_input.fisher_information.enabled:
@@ -453,7 +491,12 @@ def evaluate_model(
     estimator = load_estimator(model_dir, device=workflow_input.training.device)
     split = float(trained["test_split"])
     target = Path(output_dir) / RESULTS_FOLDER / name
-    key = {**workflow_input.step_config(STEP, str(trained["method"])), "test_split": split}
+    key = {
+        **workflow_input.step_config(STEP, str(trained["method"])),
+        "test_split": split,
+        "asimov_events": ASIMOV_EVENTS,
+        "score_events": SCORE_EVENTS,
+    }
     timer = StepTimer()
     with step_run(
         STEP,
