@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -104,6 +105,47 @@ def test_read_record_refuses_the_wrong_step(tmp_path: Path) -> None:
         common.read_record(tmp_path, "training")
     with pytest.raises(InputError, match="the output folder of a training step"):
         common.read_record(tmp_path / "empty", "training")
+
+
+def _step_in_process(workdir: str, barrier: Any, results: Any) -> None:
+    barrier.wait()
+    try:
+        with common.step_run("race", workdir, run_name="parallel", params={"a": 1}) as run:
+            run.log_metrics({"m": 1.0})
+        results.put("ok")
+    except Exception as err:  # reported to the test, which fails on it
+        results.put(f"{type(err).__name__}: {err}")
+
+
+@pytest.mark.slow
+def test_parallel_steps_on_a_new_store_each_log_a_finished_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Parallel task processes open their first runs at once on a store that does not exist
+    yet (the store's own lock makes that safe; step_run adds none)."""
+    import multiprocessing
+
+    from minerflow.tracking.runs import find_runs, read_run
+    from minerflow.tracking.store import import_mlflow
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    import_mlflow()
+    context = multiprocessing.get_context("fork")
+    n = 4
+    barrier, results = context.Barrier(n), context.Queue()
+    processes = [
+        context.Process(target=_step_in_process, args=(str(tmp_path), barrier, results))
+        for _ in range(n)
+    ]
+    for process in processes:
+        process.start()
+    outcomes = [results.get(timeout=120) for _ in range(n)]
+    for process in processes:
+        process.join(timeout=60)
+    assert outcomes == ["ok"] * n
+    runs = find_runs(tmp_path, "race")
+    assert len(runs) == n
+    assert {read_run(tmp_path, r).status for r in runs} == {"FINISHED"}
 
 
 @pytest.mark.parametrize(

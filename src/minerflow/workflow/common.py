@@ -8,15 +8,13 @@ sampling used), so a chain of folders is self-describing.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import time
 import zlib
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
-from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -168,33 +166,15 @@ class StepTimer:
         return {f"time_{name}": value for name, value in self.seconds.items()}
 
 
-@cache
-def _prepare_store(folder: str, step: str) -> None:
-    """Create the MLflow store and the step's experiment once, under a file lock.
-
-    Parallel task processes would otherwise race to create the SQLite schema (the loser
-    fails with "table already exists").
-    """
-    from minerflow.tracking.store import client, experiment_id, experiment_name
-
-    root = Path(folder)
-    root.mkdir(parents=True, exist_ok=True)
-    with open(root / ".mlflow.lock", "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            experiment_id(client(root), experiment_name(step))
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-@contextmanager
 def step_run(
     step: str, tracking_dir: str | os.PathLike[str], **kwargs: Any
-) -> Iterator[TrackedRun]:
-    """An MLflow run of one step (:func:`minerflow.tracking.runs.tracked_run`), safe to open
-    from many processes on one new store."""
+) -> AbstractContextManager[TrackedRun]:
+    """An MLflow run of one step (:func:`minerflow.tracking.runs.tracked_run`).
+
+    Safe to open from many processes on one new store: the store creates its schema under its
+    own file lock and experiments are found or created race-free
+    (:func:`minerflow.tracking.store.client`, :func:`~minerflow.tracking.store.experiment_id`).
+    """
     from minerflow.tracking.runs import tracked_run
 
-    _prepare_store(str(Path(tracking_dir).resolve()), step)
-    with tracked_run(step, tracking_dir, **kwargs) as run:
-        yield run
+    return tracked_run(step, tracking_dir, **kwargs)
