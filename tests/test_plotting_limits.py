@@ -150,3 +150,24 @@ def test_all_contours_on_one_panel_with_dashed_kin_variants():
     legend = [t.get_text() for t in figure.legends[0].get_texts()]
     assert legend[:6] == [*p_values, "Truth", r"True $\theta$"]
     assert (ax.get_xlim(), ax.get_ylim()) == ((-4.0, 4.0), (-4.0, 4.0))
+
+
+def test_contours_over_one_methods_p_value_map():
+    p_values = {"ALICES": gaussian_p_values(width=1.0), "SALLY": gaussian_p_values(width=1.6)}
+    figure = plot_limit_contours(THETAS, p_values, background="SALLY")
+    ax = figure.axes[0]
+    mesh = artist(ax, "map:SALLY")
+    _, _, image = grid_image(THETAS, p_values["SALLY"])
+    np.testing.assert_allclose(mesh.get_array().reshape(image.shape), np.clip(image, 1e-4, 1))
+    assert isinstance(mesh.norm, LogNorm) and (mesh.norm.vmin, mesh.norm.vmax) == (1e-4, 1.0)
+    assert mesh.get_zorder() < artist(ax, "contour:ALICES").get_zorder()  # under the lines
+    assert figure.axes[1].get_ylabel() == "p-value (SALLY)"
+    # without a background: no map, no colour bar
+    plain = plot_limit_contours(THETAS, p_values)
+    assert len(plain.axes) == 1
+    assert not [a for a in plain.axes[0].get_children() if str(a.get_gid()).startswith("map:")]
+
+
+def test_background_must_be_one_of_the_methods():
+    with pytest.raises(InputError, match="background: expected one of"):
+        plot_limit_contours(THETAS, {"ALICES": gaussian_p_values()}, background="alices")

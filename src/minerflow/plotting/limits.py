@@ -295,6 +295,8 @@ def plot_limit_contours(
     parameter_labels: Sequence[str] = DEFAULT_PARAMETER_LABELS,
     sigmas: Sequence[int] = (1, 2),
     show_best_fit: bool = True,
+    background: str | None = None,
+    p_min: float = 1e-4,
     title: str | None = None,
 ) -> Figure:
     """Every method's nσ contours on one panel, as the seed MadMiner workflow compares them.
@@ -302,10 +304,29 @@ def plot_limit_contours(
     A name ending in ``-Kin`` (or ``_kin``) is the kinematics-only variant (limit without the
     rate term) of the method without that suffix, compared case-insensitively: it gets the
     base method's colour and a dashed line. The truth contours are drawn in black when given.
+    ``background`` names one entry of ``p_values`` whose p-value map (log scale, clipped at
+    ``p_min``, with a colour bar) is drawn under the contours (the seed's ``all_methods_pvalue``).
     """
     if not p_values:
         raise InputError("plot_limit_contours", "p_values", "at least one method")
+    if background is not None and background not in p_values:
+        raise InputError("plot_limit_contours", "background", f"one of {list(p_values)}")
     figure, ax = new_figure(figsize=(10.5, 7.2))
+    if background is not None:
+        x, y, p_image = _checked(thetas, p_values[background], background)
+        mesh = ax.pcolormesh(
+            x,
+            y,
+            np.clip(p_image, p_min, 1.0),
+            norm=LogNorm(vmin=p_min, vmax=1.0),
+            cmap="Greys",
+            alpha=0.45,
+            shading="nearest",
+            rasterized=True,
+            zorder=0,
+        )
+        mesh.set_gid(f"map:{background}")
+        figure.colorbar(mesh, ax=ax, label=f"p-value ({background})", extend="min", pad=0.02)
     colours: dict[str, str] = {}
     handles: list = []
     for name, values in p_values.items():

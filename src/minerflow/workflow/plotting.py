@@ -55,26 +55,6 @@ def _main_limit(limits: dict[str, tuple[np.ndarray, int]]) -> tuple[str, str | N
     raise InputError("plotting", "limits", f"an ml/sally limit, found {sorted(limits)}")
 
 
-def _with_background(figure: Any, grid: np.ndarray, p_values: np.ndarray, name: str) -> None:
-    """Draw ``name``'s p-value map under the contours of an ``all_methods`` figure."""
-    from matplotlib.colors import LogNorm
-
-    ax = figure.axes[0]
-    axes = [np.unique(grid[:, i]) for i in range(2)]
-    image = np.clip(p_values.reshape(len(axes[0]), len(axes[1])).T, 1e-4, 1.0)
-    mesh = ax.pcolormesh(
-        axes[0],
-        axes[1],
-        image,
-        norm=LogNorm(1e-4, 1.0),
-        cmap="Blues",
-        shading="nearest",
-        zorder=0,
-        alpha=0.6,
-    )
-    figure.colorbar(mesh, ax=ax, label=f"p-value ({name})", extend="min", location="left")
-
-
 def _labels(records: Sequence[dict[str, Any]]) -> tuple[str, ...] | None:
     """Axis labels: the event file's parameter names, as written there."""
     for entry in records:
@@ -158,14 +138,18 @@ def make_plots(
         )
     if settings.all_methods:
         contours = {**with_rate, **{f"{k}{_KIN}": v for k, v in kinematic.items()}}
-        figure = plot_limit_contours(
-            grid, contours, truth_p_values=truth, theta_true=theta_true, **common
-        )
         chosen = settings.all_methods_pvalue
-        background = next((k for k in with_rate if k.rsplit("_", 1)[0] == chosen), None)
-        if background is not None:
-            _with_background(figure, grid, with_rate[background], background)
-        save(figure, "all_methods")
+        save(
+            plot_limit_contours(
+                grid,
+                contours,
+                truth_p_values=truth,
+                theta_true=theta_true,
+                background=next((k for k in with_rate if k.rsplit("_", 1)[0] == chosen), None),
+                **common,
+            ),
+            "all_methods",
+        )
         if truth_kin is not None and kinematic:
             save(
                 plot_limit_contours(
