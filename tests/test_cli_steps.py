@@ -137,12 +137,17 @@ def test_step_by_step_on_the_reference_file(
     settings = json.loads((work / "models" / "alices_0" / "settings.json").read_text())
     assert settings["alpha"] == 5.0 and settings["training"]["batch_size"] == 64
     assert settings["training"]["n_epochs"] == 2
+    said = []
     for model in sorted((work / "models").glob("*_0")):
         done = _minerflow(
             "evaluate", "--data-file", reference_file, "--model-dir", model, *common,
             "--n-samples-test", "25", "--luminosity", "20000", cwd=tmp_path,
         )  # fmt: skip
         assert done.returncode == 0, done.stderr
+        said.append(done.stdout.splitlines())
+    # the first evaluation makes rates/, the others find it current and say so
+    assert said[0] == [f"wrote {work / 'results' / 'alice_0'}", f"wrote {work / 'rates'}"]
+    assert [lines[1] for lines in said[1:]] == [f"reused {work / 'rates'}"] * 2
     assert np.load(work / "results" / "alice_0" / "llr.npy").shape == (625, 25)
     record = json.loads((work / "results" / "alice_0" / "step.json").read_text())
     assert record["key"]["luminosity"] == 20000.0 and record["key"]["test_split"] == 0.4

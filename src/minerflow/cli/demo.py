@@ -31,10 +31,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the workflow and print where the plots and the MLflow store are."""
+    """Run the workflow (task logs to the work dir's log file) and print where the plots and the
+    MLflow store are."""
     from minerflow.cli.run import report
+    from minerflow.cli.task_log import task_log
     from minerflow.tasks.lfi import run_workflow
 
-    result = run_workflow(args.workdir, workers=args.workers, toy_events=DEMO_TOY_EVENTS)
+    with task_log(args.workdir):
+        result = run_workflow(args.workdir, workers=args.workers, toy_events=DEMO_TOY_EVENTS)
     report(result, args.workdir)
     return 0

@@ -31,12 +31,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Validate, evaluate, print the result folders."""
+    """Validate, evaluate, print the result folders (``reused`` for a current ``rates/``)."""
     from minerflow.workflow.evaluation import evaluate
 
     workflow_input = load_input(args, _FLAGS)
     if args.luminosity is not None and workflow_input.asymptotic_limits.luminosity is not None:
         workflow_input = load_input(args, {**_FLAGS, "luminosity": "asymptotic_limits.luminosity"})
-    for folder in evaluate(args.data_file, args.model_dir, workflow_input, args.output_dir):
-        print(f"wrote {folder}")
+    done = evaluate(args.data_file, args.model_dir, workflow_input, args.output_dir)
+    print(f"wrote {done.result}")
+    print(f"{'reused' if done.reference_reused else 'wrote'} {done.reference}")
     return 0

@@ -30,7 +30,7 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -59,6 +59,7 @@ __all__ = [
     "REFERENCE_FOLDER",
     "RESULTS_FOLDER",
     "SCORE_EVENTS",
+    "Evaluated",
     "LimitSet",
     "evaluate",
     "evaluate_model",
@@ -529,6 +530,15 @@ def evaluate_model(
     return target
 
 
+class Evaluated(NamedTuple):
+    """What the ``minerflow evaluate`` step left: the model's results and ``rates/``."""
+
+    result: Path
+    reference: Path
+    reference_reused: bool
+    """``rates/`` was current already and kept as it was."""
+
+
 def evaluate(
     data_file: str | os.PathLike[str],
     model_dir: str | os.PathLike[str],
@@ -536,18 +546,15 @@ def evaluate(
     output_dir: str | os.PathLike[str],
     *,
     tracking_dir: str | os.PathLike[str] | None = None,
-) -> tuple[Path, Path]:
+) -> Evaluated:
     """The ``minerflow evaluate`` step: the model's results, and ``rates/`` if not current."""
     event_file = open_event_file(data_file, workflow_input)
-    trained = read_record(model_dir, "training")
+    split = float(read_record(model_dir, "training")["test_split"])
+    reused = _current(Path(output_dir) / REFERENCE_FOLDER, reference_key(workflow_input, split))
     reference = evaluate_reference(
-        event_file,
-        workflow_input,
-        output_dir,
-        test_split=float(trained["test_split"]),
-        tracking_dir=tracking_dir,
+        event_file, workflow_input, output_dir, test_split=split, tracking_dir=tracking_dir
     )
     result = evaluate_model(
         event_file, model_dir, workflow_input, output_dir, tracking_dir=tracking_dir
     )
-    return result, reference
+    return Evaluated(result, reference, reused)
