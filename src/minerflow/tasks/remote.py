@@ -327,5 +327,6 @@ def slurm_summary(tasks: Iterable[Any]) -> str:
     for path in logs:
         folders[path.parent] = folders.get(path.parent, 0) + 1
     return "\n".join(
-        f"Slurm job logs: {folder}/*{LOG_SUFFIX} ({n} jobs)" for folder, n in folders.items()
+        f"Slurm job logs: {folder}/*{LOG_SUFFIX} ({n} job{'s' * (n != 1)})"
+        for folder, n in folders.items()
     )
