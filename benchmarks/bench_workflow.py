@@ -1,0 +1,228 @@
+"""The whole workflow: minerflow against the seed's way of running it, and the task layer's cost.
+
+Side by side in one run, on the same event file and input with the same sample sizes and
+epochs (the seed's defaults: 1000 training samples, one sampling run, test split 0.5, α = 10,
+batch 100, 2 epochs, validation 0.3, L = 10⁴ pb⁻¹, 100 test events):
+
+(a) the seed: ``seed_workflow/{1_sampling,2_training,3_evaluation,4_plotting}.py`` driving
+    MadMiner 0.9.6 (``benchmarks/.venv-madminer-seed``, numpy < 1.24 for its histogram mode),
+    one process per step and per method, one after another as the seed's shell layer runs them;
+(b) ``minerflow run`` in a fresh work dir (the seed's settings set explicitly with ``--set``);
+(c) ``minerflow run`` again: nothing to do.
+
+It prints the wall times, the ratio (a)/(b) (goal ≥ 10×), the no-op re-run and the task
+layer's overhead per task: (b)'s wall time minus the time in which at least one task was
+building its output (from the ``started``/``finished`` of every ``task.json``), divided by the
+number of tasks. The seed's scripts are not available offline; the stand-ins follow its
+description (``/work/shared/reference/madminer-algorithms.md`` §7b), without its MLflow logging
+and ``mlflow run`` wrappers, which would only add to its time. The seed trains ``sally`` with
+MadMiner's defaults (50 epochs, batch 128), minerflow with the input's training settings.
+
+    bash benchmarks/setup_madminer_seed_env.sh
+    .venv/bin/python benchmarks/bench_workflow.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+HERE = Path(__file__).resolve().parent
+SHARED = HERE.parents[1] / "shared" / "data"
+SEED_DIR = HERE / "seed_workflow"
+SEED_PYTHON = HERE / ".venv-madminer-seed" / "bin" / "python"
+MINERFLOW = Path(sys.executable).parent / "minerflow"
+RATIO_METHODS = frozenset({"alice", "alices", "cascal", "carl", "rolr", "rascal"})
+
+
+@dataclass(frozen=True)
+class Timed:
+    label: str
+    seconds: float
+
+
+def load_text() -> str:
+    """The 1-, 5- and 15-minute load averages (the machine may be shared)."""
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def timed(label: str, command: list[str], log: Path) -> Timed:
+    """Run ``command`` with output into ``log``; fail loudly with the log's tail."""
+    started = time.perf_counter()
+    with open(log, "ab") as handle:
+        handle.write(f"$ {' '.join(command)}\n".encode())
+        handle.flush()
+        done = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT, check=False)
+    seconds = time.perf_counter() - started
+    if done.returncode != 0:
+        tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:])
+        sys.exit(f"{label} failed (exit {done.returncode}); end of {log}:\n{tail}")
+    return Timed(label, seconds)
+
+
+def seed_commands(args: argparse.Namespace, work: Path) -> list[tuple[str, list[str]]]:
+    """The seed's processes in order: sampling, training and evaluation per model, plotting."""
+    methods = yaml.safe_load(args.input_file.read_text())["methods"]
+    common = ["--input-file", str(args.input_file), "--output-dir", str(work)]
+    data = ["--data-file", str(args.data_file)]
+
+    def script(name: str) -> list[str]:
+        return [str(SEED_PYTHON), str(SEED_DIR / name)]
+
+    sampling = [
+        *script("1_sampling.py"), *data, *common,
+        "--n-samples-train", str(args.n_samples_train),
+        "--n-sampling-runs", str(args.n_sampling_runs), "--test-split", str(args.test_split),
+    ]  # fmt: skip
+    commands = [("sampling", sampling)]
+    for method in methods:
+        for run in range(args.n_sampling_runs):
+            commands.append((f"training {method} {run}", [
+                *script("2_training.py"), "--output-dir", str(work),
+                "--train-folder", str(work / "data" / f"Samples_{method}_{run}"),
+                "--alpha", str(args.alpha), "--batch-size", str(args.batch_size),
+                "--num-epochs", str(args.num_epochs), "--valid-split", str(args.valid_split),
+            ]))  # fmt: skip
+    # The seed saves one model per method (models/<method>/<method>): the last run's.
+    for method in methods:
+        commands.append((f"evaluation {method}", [
+            *script("3_evaluation.py"), *data, *common,
+            "--model-dir", str(work / "models" / method),
+            "--luminosity", str(args.luminosity), "--n-samples-test", str(args.n_samples_test),
+        ]))  # fmt: skip
+    commands.append(("plotting", [*script("4_plotting.py"), *common]))
+    return commands
+
+
+def minerflow_command(args: argparse.Namespace, work: Path) -> list[str]:
+    """``minerflow run`` with the seed's settings spelled out as overrides."""
+    settings = {
+        "sampling.n_samples_train": args.n_samples_train,
+        "sampling.n_sampling_runs": args.n_sampling_runs,
+        "sampling.test_split": args.test_split,
+        "training.alpha": args.alpha,
+        "training.batch_size": args.batch_size,
+        "training.num_epochs": args.num_epochs,
+        "training.valid_split": args.valid_split,
+        "evaluation.luminosity": args.luminosity,
+        "evaluation.n_samples_test": args.n_samples_test,
+    }
+    command = [
+        str(MINERFLOW), "run", "--data-file", str(args.data_file),
+        "--input-file", str(args.input_file), "--workdir", str(work),
+        "--workers", str(args.workers),
+    ]  # fmt: skip
+    for key, value in settings.items():
+        command += ["--set", f"{key}={value}"]
+    return command
+
+
+def task_intervals(work: Path) -> list[tuple[str, float, float]]:
+    """``(step, started, finished)`` of every task output in the work dir."""
+    intervals = []
+    for meta_file in work.glob("*/*/*/task.json"):
+        meta = json.loads(meta_file.read_text())
+        intervals.append((meta["step"], float(meta["started"]), float(meta["finished"])))
+    return sorted(intervals, key=lambda item: item[1])
+
+
+def busy_seconds(intervals: list[tuple[str, float, float]]) -> float:
+    """Length of the union of the intervals (parallel tasks overlap)."""
+    total, end = 0.0, float("-inf")
+    for _, start, finish in intervals:
+        if finish > end:
+            total += finish - max(start, end)
+            end = finish
+    return total
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data-file", type=Path, default=SHARED / "dummy_data.h5")
+    parser.add_argument("--input-file", type=Path, default=SHARED / "input.yml")
+    parser.add_argument("--workdir", type=Path, help="keep the outputs here (default: a temp dir)")
+    parser.add_argument("--workers", type=int, default=2, help="minerflow run --workers")
+    parser.add_argument("--n-samples-train", type=int, default=1000)
+    parser.add_argument("--n-sampling-runs", type=int, default=1)
+    parser.add_argument("--test-split", type=float, default=0.5)
+    parser.add_argument("--alpha", type=float, default=10.0)
+    parser.add_argument("--batch-size", type=int, default=100)
+    parser.add_argument("--num-epochs", type=int, default=2)
+    parser.add_argument("--valid-split", type=float, default=0.3)
+    parser.add_argument("--luminosity", type=float, default=1e4)
+    parser.add_argument("--n-samples-test", type=int, default=100)
+    args = parser.parse_args()
+    if not SEED_PYTHON.exists():
+        sys.exit(f"{SEED_PYTHON}: missing; run benchmarks/setup_madminer_seed_env.sh first")
+
+    with tempfile.TemporaryDirectory(prefix="bench_workflow_") as tmp:
+        root = (args.workdir or Path(tmp)).resolve()
+        seed_work, minerflow_work = root / "seed", root / "minerflow"
+        for folder in (seed_work, minerflow_work):
+            if folder.exists() and any(folder.iterdir()):
+                sys.exit(f"{folder}: not empty; give a fresh --workdir")
+            folder.mkdir(parents=True, exist_ok=True)
+        print(f"load average before: {load_text()} ({os.cpu_count()} CPUs)")
+
+        seed_log = root / "seed.log"
+        floor = timed(
+            "import madminer",
+            [str(SEED_PYTHON), "-c", "import madminer.ml, madminer.sampling, madminer.limits"],
+            seed_log,
+        )
+        seed = [timed(label, cmd, seed_log) for label, cmd in seed_commands(args, seed_work)]
+        seed_total = sum(t.seconds for t in seed)
+        print(f"load average after the seed: {load_text()}")
+
+        command = minerflow_command(args, minerflow_work)
+        started = time.time()
+        first = timed("minerflow run", command, root / "minerflow.log")
+        ended = time.time()
+        noop = timed("minerflow run (no-op)", command, root / "minerflow.log")
+        print(f"load average after minerflow: {load_text()}")
+
+        intervals = task_intervals(minerflow_work)
+        busy = busy_seconds(intervals)
+        n_tasks = len(intervals)
+        overhead = first.seconds - busy
+        by_step: dict[str, list[float]] = {}
+        for step, start, finish in intervals:
+            by_step.setdefault(step, []).append(finish - start)
+
+        print("\n(a) seed scripts (MadMiner 0.9.6, one process per step and method)")
+        print(f"  {'process start + import madminer':<34} {floor.seconds:7.2f} s")
+        for item in seed:
+            print(f"  {item.label:<34} {item.seconds:7.2f} s")
+        print(f"  {'total':<34} {seed_total:7.2f} s")
+        print(f"\n(b) minerflow run (--workers {args.workers}), {n_tasks} tasks")
+        for step, seconds in by_step.items():
+            print(f"  {step:<12} {len(seconds)} task(s), build {sum(seconds):6.2f} s summed")
+        print(f"  wall {first.seconds:.2f} s; some task building {busy:.2f} s of it")
+        print(f"  start-up until the first task: {intervals[0][1] - started:.2f} s; "
+              f"after the last: {ended - intervals[-1][2]:.2f} s")  # fmt: skip
+        print(f"  task-layer overhead {overhead:.2f} s = {overhead / n_tasks:.2f} s per task")
+        print(f"(c) no-op re-run: {noop.seconds:.2f} s ({noop.seconds / n_tasks:.3f} s per task)")
+        ratio = seed_total / first.seconds
+        print(f"\nwall-time ratio seed / minerflow: {ratio:.1f}x (goal >= 10x)")
+        if args.workdir:
+            print(f"logs: {root}/seed.log, {root}/minerflow.log")
+        print(json.dumps({
+            "seed_s": round(seed_total, 3), "seed_import_s": round(floor.seconds, 3),
+            "seed_steps_s": {t.label: round(t.seconds, 3) for t in seed},
+            "minerflow_s": round(first.seconds, 3), "noop_s": round(noop.seconds, 3),
+            "ratio": round(ratio, 2), "n_tasks": n_tasks, "busy_s": round(busy, 3),
+            "overhead_per_task_s": round(overhead / n_tasks, 3), "loadavg": load_text(),
+        }))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
