@@ -45,12 +45,21 @@ def _cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str
 
 
 def test_every_registered_command_has_a_handler() -> None:
-    parser = build_parser()
-    (subcommands,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
-    assert set(subcommands.choices) == set(COMMANDS)
+    def leaves(parser: argparse.ArgumentParser, path: str) -> dict[str, argparse.ArgumentParser]:
+        groups = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        if not groups:
+            return {path: parser}
+        return {
+            key: leaf
+            for name, sub in groups[0].choices.items()
+            for key, leaf in leaves(sub, f"{path} {name}".strip()).items()
+        }
+
+    commands = leaves(build_parser(), "")
+    assert {name.split()[0] for name in commands} == set(COMMANDS)
     assert {"toy", "status", "ui", "sample", "train", "evaluate", "plot", "run"} <= set(COMMANDS)
-    for name in COMMANDS:
-        assert callable(subcommands.choices[name].get_default("handler")), name
+    for name, parser in commands.items():
+        assert callable(parser.get_default("handler")), name
 
 
 def test_version_and_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
