@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import itertools
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import awkward as ak
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 import skhep_testdata
 import uproot
@@ -22,6 +25,7 @@ from minerflow.io.columnar import (
     filter_columns,
     iter_chunks,
     leaf_routes,
+    read_ahead,
     read_columns,
     set_ak_column,
     write_parquet,
@@ -175,3 +179,64 @@ def test_set_and_filter_columns() -> None:
     assert sorted(leaf_routes(kept)) == ["b.c", "model.score"]
     with pytest.raises(InputError, match=r"model\.nope"):
         filter_columns(events, ["model.nope"])
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "root"])
+def test_prefetched_chunks_equal_plain_chunks(toy_files: dict[str, list[Path]], fmt: str) -> None:
+    source = ColumnarSource("sig", tuple(toy_files[fmt]), fmt)
+    plain = list(iter_chunks(source, ROUTES, chunk_size=300))
+    ahead = list(iter_chunks(source, ROUTES, chunk_size=300, prefetch=True))
+    assert [(c.file_index, c.entry_start, c.entry_stop) for c in ahead] == [
+        (c.file_index, c.entry_start, c.entry_stop) for c in plain
+    ]
+    assert all(
+        ak.to_list(a.events) == ak.to_list(b.events) for a, b in zip(ahead, plain, strict=True)
+    )
+    # a missing column is still an error naming it, raised in the consumer
+    with pytest.raises(InputError, match=r"Jet\.btag"):
+        next(iter_chunks(source, ["Jet.btag"], prefetch=True))
+
+
+def test_read_ahead_keeps_order_raises_in_order_and_stops_early() -> None:
+    produced: list[int] = []
+    closed = threading.Event()
+
+    def items(fail_at: int | None) -> Iterator[int]:
+        try:
+            for i in range(1000):
+                if i == fail_at:
+                    raise ValueError(f"item {i}")
+                produced.append(i)
+                yield i
+        finally:
+            closed.set()
+
+    assert list(read_ahead(items(None))) == list(range(1000))
+    got: list[int] = []
+    with pytest.raises(ValueError, match="item 7"):
+        for item in read_ahead(items(7)):
+            got.append(item)
+    assert got == list(range(7))  # everything before the failure arrived first
+    produced.clear()
+    closed.clear()
+    reader = read_ahead(items(None))
+    assert [next(reader), next(reader)] == [0, 1]
+    reader.close()  # the consumer stops: the producer stops too, a few items ahead at most
+    assert closed.is_set() and len(produced) <= 5
+
+
+def test_writer_uses_dictionaries_only_where_they_pay(
+    tmp_path: Path, rng: np.random.Generator
+) -> None:
+    events = generate_events("signal", 3000, rng)
+    with ParquetChunkWriter(tmp_path / "e.parquet") as writer:
+        writer.write(events)
+    group = pq.ParquetFile(tmp_path / "e.parquet").metadata.row_group(0)
+    encodings = {
+        group.column(i).path_in_schema: group.column(i).encodings for i in range(group.num_columns)
+    }
+    dictionary = {path for path, enc in encodings.items() if "RLE_DICTIONARY" in enc}
+    # small integers (run, lumi block, charge) yes; floats and 64-bit event ids no
+    assert dictionary == {"run", "luminosityBlock", "Lepton.list.element.charge"}
+    back = read_columns(ColumnarSource("e", (tmp_path / "e.parquet",)), ["Jet.pt", "event"])
+    assert ak.to_list(back.Jet.pt) == ak.to_list(events.Jet.pt)

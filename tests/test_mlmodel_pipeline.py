@@ -7,6 +7,7 @@ steps are called directly on toy data, and the out-of-fold scores must separate 
 from __future__ import annotations
 
 import types
+from collections.abc import Iterator
 from pathlib import Path
 
 import awkward as ak
@@ -18,7 +19,7 @@ from minerflow.config.analysis import dataset_source, load_analysis, single_conf
 from minerflow.io.columnar import ParquetChunkWriter, iter_chunks, read_columns
 from minerflow.ml.folds import FoldStats, assign_folds, evaluate_out_of_fold, training_folds
 from minerflow.ml.mlmodel import build_model, load_ml_modules
-from minerflow.physics.toy_events import write_toy_analysis
+from minerflow.physics.toy_events import generate_events, write_toy_analysis
 
 EXAMPLE = str(Path(__file__).parents[1] / "examples" / "toy_classifier.py")
 features = load_ml_modules(EXAMPLE)[0].features
@@ -32,11 +33,52 @@ def _auc(score: np.ndarray, label: np.ndarray, weight: np.ndarray) -> float:
     return float(np.sum(w * y * bkg_below) / (np.sum(w * y) * np.sum(w * (1 - y))))
 
 
+def _nth(values: ak.Array, n: int) -> np.ndarray:
+    """The n-th entry per event the slow, obvious way: pad with None, fill 0."""
+    padded = ak.fill_none(ak.pad_none(values, n + 1, axis=1, clip=True), 0.0)
+    return ak.to_numpy(padded[:, n])
+
+
+def test_example_features_equal_the_padded_definition(rng: np.random.Generator) -> None:
+    events = generate_events("signal", 4000, rng)
+    events = events[rng.permutation(len(events))][500:3500]  # gathered and sliced, as per fold
+    x = features(events)
+    jets, leptons = events.Jet, events.Lepton
+    expected = np.stack(
+        [
+            ak.to_numpy(ak.num(jets.pt, axis=1)),
+            ak.to_numpy(ak.sum(ak.values_astype(jets.pt, np.float64), axis=1)),
+            _nth(jets.pt, 0), _nth(jets.pt, 1),
+            np.abs(_nth(jets.eta, 0)), np.abs(_nth(jets.eta, 1)),
+            ak.to_numpy(ak.num(leptons.pt, axis=1)),
+            _nth(leptons.pt, 0), np.abs(_nth(leptons.eta, 0)),
+            ak.to_numpy(events.MET.pt),
+        ],
+        axis=1,
+    ).astype(np.float32)  # fmt: skip
+    assert x.dtype == np.float32 and x.shape == (3000, 10)
+    np.testing.assert_allclose(x, expected, rtol=1e-6)
+    assert features(events[:0]).shape == (0, 10)
+
+
 def test_auc_helper_exact() -> None:
     assert _auc(np.array([0.1, 0.4, 0.35, 0.8]), np.array([0, 0, 1, 1]), np.ones(4)) == 0.75
 
 
+@pytest.fixture
+def one_torch_thread() -> Iterator[None]:
+    """Train in this process on one thread: once torch has started its OpenMP threads, a
+    process forked later (luigi's workers in another test) hangs in its first torch call."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 @pytest.mark.slow
+@pytest.mark.usefixtures("one_torch_thread")
 def test_example_model_prepare_train_evaluate(tmp_path: Path) -> None:
     analysis = load_analysis(write_toy_analysis(tmp_path / "toy", 4000, seed=11, n_files=2))
     config = single_config(analysis)

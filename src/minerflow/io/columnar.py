@@ -12,12 +12,15 @@ Outputs are written with :func:`write_parquet` or :class:`ParquetChunkWriter`, b
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import os
+import queue
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import awkward as ak
 import numpy as np
@@ -36,12 +39,14 @@ __all__ = [
     "has_ak_column",
     "iter_chunks",
     "leaf_routes",
+    "read_ahead",
     "read_columns",
     "set_ak_column",
     "write_parquet",
 ]
 
 Format = Literal["parquet", "root"]
+T = TypeVar("T")
 _PARQUET_OPTIONS: dict[str, Any] = {"compression": "zstd", "compression_level": 1}
 
 
@@ -187,25 +192,32 @@ def _root_branch_routes(ttree: Any) -> dict[str, str]:
     return routes
 
 
-def _arrow_routes(schema: Any) -> dict[str, str]:
-    """Map each leaf route of a parquet file's arrow schema to its parquet column path."""
+def _arrow_leaves(schema: Any, item: str | None = None) -> Iterator[tuple[str, str, Any]]:
+    """``(route, parquet column path, arrow type)`` of every leaf of an arrow schema.
+
+    ``item`` names list elements in the paths (a parquet writer names them ``element``
+    whatever the arrow schema says); by default the schema's own name.
+    """
     import pyarrow as pa
 
-    routes: dict[str, str] = {}
-
-    def walk(dtype: Any, route: tuple[str, ...], path: tuple[str, ...]) -> None:
+    def walk(dtype: Any, route: tuple[str, ...], path: tuple[str, ...]) -> Iterator[Any]:
         if pa.types.is_struct(dtype):
             for i in range(dtype.num_fields):
                 child = dtype.field(i)
-                walk(child.type, (*route, child.name), (*path, child.name))
+                yield from walk(child.type, (*route, child.name), (*path, child.name))
         elif pa.types.is_list(dtype) or pa.types.is_large_list(dtype):
-            walk(dtype.value_type, route, (*path, "list", dtype.value_field.name))
+            name = item or dtype.value_field.name
+            yield from walk(dtype.value_type, route, (*path, "list", name))
         else:
-            routes[".".join(route)] = ".".join(path)
+            yield ".".join(route), ".".join(path), dtype
 
     for field in schema:
-        walk(field.type, (field.name,), (field.name,))
-    return routes
+        yield from walk(field.type, (field.name,), (field.name,))
+
+
+def _arrow_routes(schema: Any) -> dict[str, str]:
+    """Map each leaf route of a parquet file's arrow schema to its parquet column path."""
+    return {route: path for route, path, _ in _arrow_leaves(schema)}
 
 
 def _file_routes(
@@ -341,22 +353,75 @@ def _iter_file(
         start = stop
 
 
+def read_ahead(items: Iterator[T]) -> Iterator[T]:
+    """Yield ``items``, producing the next one in a background thread meanwhile.
+
+    Decoding parquet/ROOT releases the GIL, so reading chunk i+1 overlaps the work on chunk
+    i (on two cores, reading is then nearly free). At most two items wait besides the one
+    in use, so memory stays bounded. Errors of the producer are raised here, in order; a
+    consumer that stops early stops the producer.
+    """
+    slots: queue.Queue[tuple[Any, BaseException | None]] = queue.Queue(maxsize=1)
+    stop = threading.Event()
+    end = object()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                slots.put((item, None))
+                if stop.is_set():
+                    return
+            slots.put((end, None))
+        except BaseException as err:  # handed to the consumer, which re-raises it
+            slots.put((end, err))
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()
+
+    thread = threading.Thread(target=produce, name="minerflow-read-ahead", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item, err = slots.get()
+            if err is not None:
+                raise err
+            if item is end:
+                return
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():  # unblock a pending put until the producer sees ``stop``
+            with contextlib.suppress(queue.Empty):
+                slots.get(timeout=0.05)
+        thread.join()
+
+
 def iter_chunks(
-    source: ColumnarSource, routes: Iterable[str], chunk_size: int = 100_000
+    source: ColumnarSource,
+    routes: Iterable[str],
+    chunk_size: int = 100_000,
+    *,
+    prefetch: bool = False,
 ) -> Iterator[Chunk]:
     """Yield the dataset's events file by file in chunks of at most ``chunk_size`` events.
 
     Only ``routes`` are read; a route missing from a file raises ``InputError`` naming the
-    dataset, the file and the column before any event of that file is returned.
+    dataset, the file and the column before any event of that file is returned. With
+    ``prefetch`` the next chunk is read in a background thread (:func:`read_ahead`).
     """
     if chunk_size < 1:
         raise InputError(f"dataset '{source.name}'", "chunk_size", "a positive integer")
     routes = list(dict.fromkeys(routes))
-    for index, path in enumerate(source.files):
-        for events, start, stop in _iter_file(
-            path, source.format, source.tree, routes, chunk_size, source
-        ):
-            yield Chunk(events, index, path, start, stop)
+
+    def chunks() -> Iterator[Chunk]:
+        for index, path in enumerate(source.files):
+            for events, start, stop in _iter_file(
+                path, source.format, source.tree, routes, chunk_size, source
+            ):
+                yield Chunk(events, index, path, start, stop)
+
+    return read_ahead(chunks()) if prefetch else chunks()
 
 
 def read_columns(
@@ -403,7 +468,17 @@ class ParquetChunkWriter:
 
         table = ak.to_arrow_table(events, extensionarray=False)
         if self._writer is None:
-            self._writer = pq.ParquetWriter(self._tmp, table.schema, **_PARQUET_OPTIONS)
+            # no dictionary pages for floats (scores, momenta) and 64-bit integers (event
+            # ids): pyarrow would build a dictionary per page, find it useless and fall back,
+            # which costs more CPU than the rest of the write and makes larger files
+            import pyarrow as pa
+
+            wide = (pa.types.is_floating, pa.types.is_int64, pa.types.is_uint64)
+            leaves = _arrow_leaves(table.schema, item="element")
+            coded = [path for _, path, dtype in leaves if not any(is_(dtype) for is_ in wide)]
+            self._writer = pq.ParquetWriter(
+                self._tmp, table.schema, use_dictionary=coded, **_PARQUET_OPTIONS
+            )
         elif table.schema != self._writer.schema:
             table = table.cast(self._writer.schema)
         self._writer.write_table(table)

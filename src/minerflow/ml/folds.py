@@ -229,19 +229,20 @@ def evaluate_out_of_fold(
         raise InputError(
             f"model '{model.cls_name}'", "evaluation_rule", "'average', 'fold' or a fold index"
         )
+    # one gather (packed, so user code does not resolve the index again for every column
+    # it reads) puts the events in fold order; each fold is then a zero-copy slice
     order = np.argsort(folds, kind="stable")
-    counts = np.bincount(folds, minlength=k)
-    pieces = []
-    start = 0
-    for f in range(k):
-        if counts[f]:
-            idx = order[start : start + counts[f]]
-            pieces.append(
-                _checked_call(
-                    model, task, events[idx], models[f], events_used_in_training, produces
-                )
-            )
-            start += counts[f]
+    bounds = np.zeros(k + 1, dtype=np.int64)
+    np.cumsum(np.bincount(folds, minlength=k), out=bounds[1:])
+    by_fold = ak.to_packed(events[order])
+    pieces = [
+        _checked_call(
+            model, task, by_fold[int(bounds[f]) : int(bounds[f + 1])], models[f],
+            events_used_in_training, produces,
+        )
+        for f in range(k)
+        if bounds[f + 1] > bounds[f]
+    ]  # fmt: skip
     if not pieces:  # an empty chunk: still call once so the output has its columns
         return _checked_call(model, task, events, models[0], events_used_in_training, produces)
     merged = pieces[0] if len(pieces) == 1 else ak.concatenate(pieces)

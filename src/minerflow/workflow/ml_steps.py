@@ -205,7 +205,7 @@ def prepare_dataset(
         writers = [
             stack.enter_context(ParquetChunkWriter(out / fold_file_name(f, k))) for f in range(k)
         ]
-        for chunk in iter_chunks(source, read, chunk_size):
+        for chunk in iter_chunks(source, read, chunk_size, prefetch=True):
             n_read += len(chunk.events)
             events, _ = apply_ops(chunk.events, ops.calibrators, ops.selector, ops.producers)
             folds = assign_folds(events, k, model.fold_id_columns, model.fold_seed)
@@ -413,7 +413,7 @@ def evaluate_dataset(
     started = time.perf_counter()
     writers: dict[int, ParquetChunkWriter] = {}
     with contextlib.ExitStack() as stack:
-        for chunk in iter_chunks(source, routes, chunk_size):
+        for chunk in iter_chunks(source, routes, chunk_size, prefetch=True):
             writer = writers.get(chunk.file_index)
             if writer is None:
                 path = out / evaluation_file_name(chunk.file_index)
