@@ -12,15 +12,18 @@ import pytest
 
 from minerflow.cli.main import main
 from minerflow.tasks.base import law_config_path
+from support.mlflow_store import fresh_workdir
 from test_tasks_ml import _analysis
 
 LAW = Path(sys.executable).parent / "law"
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory: pytest.TempPathFactory) -> dict:
+def setup(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """One toy analysis and one work dir (its MLflow store copied, already migrated)."""
     base = tmp_path_factory.mktemp("cli")
-    return {"analysis": _analysis(base / "toy", n_events=600), "workdir": base / "work"}
+    workdir = fresh_workdir(request.config, tmp_path_factory, "work")
+    return {"analysis": _analysis(base / "toy", n_events=600), "workdir": workdir}
 
 
 def _args(setup: dict, step: str, model: str = "lin_binary", *extra: str) -> list[str]:

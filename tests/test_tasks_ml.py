@@ -26,9 +26,11 @@ from minerflow.tasks.ml import (
     MLTraining,
     PlotMLResults,
     PrepareMLEvents,
+    preload_for_workers,
     read_failures,
 )
 from minerflow.tracking.runs import find_runs, metric_history, read_run
+from support.mlflow_store import fresh_workdir
 
 MODELS = str(Path(__file__).with_name("ml_task_models.py"))
 OTHER = ToyProcess("other", 3, 5.0, 1.5, 30.0, 1.4, 2.2, 70.0, 120.0)
@@ -51,7 +53,10 @@ def _analysis(base: Path, n_events: int = 1200) -> Path:
 
 
 def _build(*tasks: luigi.Task, workers: int = 1) -> bool:
+    """Run ``tasks`` as ``minerflow ml`` does (forked workers start with MLflow imported)."""
     new_run_token()
+    if workers > 1:
+        preload_for_workers()
     return luigi.build(list(tasks), local_scheduler=True, workers=workers, log_level="CRITICAL")
 
 
@@ -69,10 +74,11 @@ def _inputs(files: list[str]) -> ak.Array:
 
 
 @pytest.fixture(scope="module")
-def shared(tmp_path_factory: pytest.TempPathFactory) -> dict:
+def shared(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict:
     """One toy analysis and one work dir (one MLflow store) for the tests of this module."""
     base = tmp_path_factory.mktemp("ml")
-    return {"analysis": _analysis(base / "toy"), "workdir": base / "work", "base": base}
+    workdir = fresh_workdir(request.config, tmp_path_factory, "work")
+    return {"analysis": _analysis(base / "toy"), "workdir": workdir, "base": base}
 
 
 @pytest.fixture(scope="module")
