@@ -12,6 +12,7 @@ from minerflow.plotting.grid import grid_image
 from minerflow.plotting.limits import (
     delta_chi2,
     plot_limit_contours,
+    plot_limit_spread,
     plot_pvalue_map,
     plot_pvalue_maps,
     sigma_p_value,
@@ -171,3 +172,24 @@ def test_contours_over_one_methods_p_value_map():
 def test_background_must_be_one_of_the_methods():
     with pytest.raises(InputError, match="background: expected one of"):
         plot_limit_contours(THETAS, {"ALICES": gaussian_p_values()}, background="alices")
+
+
+def test_spread_figure_draws_members_and_the_std_of_q():
+    p = gaussian_p_values(width=1.2)
+    members = np.stack([gaussian_p_values(centre=(c, 0.0), width=1.2) for c in (-0.5, 0.5)])
+    q_std = np.abs(np.sum(THETAS, axis=1))
+    figure = plot_limit_spread(THETAS, p, members, q_std, method="alices_ensemble")
+    left, right = figure.axes[:2]
+    np.testing.assert_allclose(
+        artist(left, "map:alices_ensemble").get_array().ravel(),
+        np.clip(grid_image(THETAS, p)[2], 1e-4, 1).ravel(),
+    )
+    for k, centre in enumerate((-0.5, 0.5)):  # each member's 1σ circle, dotted
+        member = artist(left, f"member:{k}")
+        assert member.linestyles == "dotted" and list(member.levels) == [sigma_p_value(1)]
+        radius = np.hypot(*(member.allsegs[0][0] - (centre, 0.0)).T)
+        np.testing.assert_allclose(radius, 1.2 * np.sqrt(delta_chi2(1, 2)), rtol=0.02)
+    spread = artist(right, "map:q_std")
+    np.testing.assert_allclose(spread.get_array().ravel(), grid_image(THETAS, q_std)[2].ravel())
+    assert right.get_title() == "spread over 2 members"
+    assert "members (1σ)" in [t.get_text() for t in figure.legends[0].get_texts()]

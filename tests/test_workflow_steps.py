@@ -272,7 +272,10 @@ def test_plots_and_tracking(
     import_mlflow().set_tracking_uri(uri)
     import mlflow.pytorch
 
-    logged = mlflow.pytorch.load_model(run.tags["minerflow.model_uri"])
+    try:
+        logged = mlflow.pytorch.load_model(run.tags["minerflow.model_uri"])
+    finally:  # MLflow's global URI would outlive the test (and re-set the variable later)
+        import_mlflow().set_tracking_uri(None)
     saved = __import__("torch").load(Path(run.tags["minerflow.model_dir"]) / "weights.pt")
     assert all(np.array_equal(v.numpy(), saved[k].numpy()) for k, v in logged.state_dict().items())
     assert len(find_runs(work, "sampling")) == 3

@@ -19,7 +19,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "evaluate",
         help="evaluate one model: expected limits, log r / scores, Fisher information",
         description="Evaluate MODEL_DIR on the test events of DATA_FILE into "
-        "OUTPUT_DIR/results/<model>/ and the model-independent limits into OUTPUT_DIR/rates/.",
+        "OUTPUT_DIR/results/<model>/ and the model-independent limits into OUTPUT_DIR/rates/; "
+        "with several sampling runs, once every run's model of the method is there, their "
+        "ensemble into OUTPUT_DIR/results/<method>_ensemble/.",
     )
     parser.add_argument("--data-file", type=Path, required=True, help="MadMiner event file")
     parser.add_argument("--model-dir", type=Path, required=True, help="models/<m>_<i> folder")
@@ -40,4 +42,6 @@ def run(args: argparse.Namespace) -> int:
     done = evaluate(args.data_file, args.model_dir, workflow_input, args.output_dir)
     print(f"wrote {done.result}")
     print(f"{'reused' if done.reference_reused else 'wrote'} {done.reference}")
+    if done.ensemble is not None:
+        print(f"wrote {done.ensemble}")
     return 0

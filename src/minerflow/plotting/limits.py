@@ -29,6 +29,7 @@ __all__ = [
     "DEFAULT_PARAMETER_LABELS",
     "delta_chi2",
     "plot_limit_contours",
+    "plot_limit_spread",
     "plot_pvalue_map",
     "plot_pvalue_maps",
     "sigma_p_value",
@@ -370,4 +371,50 @@ def plot_limit_contours(
     figure.legend(handles=handles, loc="outside right upper")
     if title:
         ax.set_title(title)
+    return figure
+
+
+@styled
+def plot_limit_spread(
+    thetas: np.ndarray,
+    p_values: np.ndarray,
+    member_p_values: np.ndarray,
+    q_std: np.ndarray,
+    *,
+    method: str = "ensemble",
+    truth_p_values: np.ndarray | None = None,
+    theta_true: Sequence[float] | None = None,
+    parameter_labels: Sequence[str] = DEFAULT_PARAMETER_LABELS,
+    sigmas: Sequence[int] = (1, 2),
+    p_min: float = 1e-4,
+) -> Figure:
+    """An ensemble's limit and how much its members disagree, in two panels.
+
+    Left: the ensemble's p-value map and nσ contours (white), every member's 1σ contour
+    (dotted grey: the band that training randomness leaves) and the truth when given. Right:
+    the member standard deviation of ``q = −2Δlog L`` (``q_std``), with the ensemble's
+    contours. ``member_p_values`` has shape ``(n_members, n_grid)``.
+    """
+    members = np.atleast_2d(np.asarray(member_p_values, dtype=np.float64))
+    style = _MapStyle("p_value", 2, p_min, sigmas, truth_p_values, theta_true, parameter_labels)
+    figure, (left, right) = new_figure(1, 2, figsize=(13.5, 6.4), sharex=True, sharey=True)
+    mesh, colour_label = _map_panel(left, thetas, p_values, method, None, style)
+    figure.colorbar(mesh, ax=left, label=colour_label, extend=style.colourbar_extend)
+    for k, member in enumerate(members):
+        x, y, image = _checked(thetas, member, f"{method} member {k}")
+        _draw_contours(
+            left, x, y, image, [1], line_colour="lightgrey", linestyle="dotted", gid=f"member:{k}"
+        )
+    left.set_title(method)
+    x, y, spread = grid_image(thetas, np.asarray(q_std, dtype=np.float64), source="q_std")
+    spread_mesh = right.pcolormesh(x, y, spread, cmap="magma", shading="nearest", rasterized=True)
+    spread_mesh.set_gid("map:q_std")
+    _, _, p_image = _checked(thetas, p_values, method)
+    _draw_contours(right, x, y, p_image, sigmas, line_colour="white", gid=f"contour:{method}:q")
+    figure.colorbar(spread_mesh, ax=right, label=r"member std of $-2\,\Delta\log L$")
+    right.set_title(f"spread over {len(members)} members")
+    right.set_xlabel(parameter_labels[0])
+    handles = _map_legend_handles(left, style, method)
+    handles.append(Line2D([], [], color="lightgrey", ls="dotted", lw=2.2, label="members (1σ)"))
+    figure.legend(handles=handles, loc="outside upper center", ncols=min(len(handles), 4))
     return figure

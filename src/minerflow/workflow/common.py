@@ -39,6 +39,7 @@ __all__ = [
     "Family",
     "StepTimer",
     "derived_rng",
+    "ensemble_name",
     "is_toy",
     "method_family",
     "model_name",
@@ -72,6 +73,11 @@ def samples_folder_name(method: str, run: int) -> str:
 def model_name(method: str, run: int) -> str:
     """``<method>_<run>``: the name of a trained model and of its results folder."""
     return f"{method}_{run}"
+
+
+def ensemble_name(method: str) -> str:
+    """``<method>_ensemble``: the results folder of one method's models taken together."""
+    return f"{method}_ensemble"
 
 
 def derived_rng(seed: int, *keys: str | int) -> np.random.Generator:

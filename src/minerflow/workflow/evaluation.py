@@ -13,6 +13,11 @@ mode for score models; the kinematics-only variant (``include_xsec: false``) is 
 suffix ``_kin``. With the toy simulator's event file the exact values are stored beside the
 estimates (``true_llr.npy``, ``true_scores.npy``, same shapes).
 
+Per method with several sampling runs (``results/<method>_ensemble/``, :func:`evaluate_ensemble`):
+the same files for the runs' models as one :class:`~minerflow.ml.ensemble.Ensemble` (member
+means), plus the member spread as the uncertainty of the estimate (``*_std.npy``,
+``limits/<name>_members.npy``, ``limits/<name>_q_std.npy``, ``spread`` in ``limits.json``).
+
 Model-independent results (``rates/``): σ(θ) on the grid, limits in ``rate`` and ``histo``
 mode (``histogram_vars``), the exact ``truth`` for the toy, and the truth / rate / histogram
 Fisher information (``fisher_information``).
@@ -27,8 +32,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -42,7 +47,9 @@ from minerflow.workflow.common import (
     STEP_RECORD,
     StepTimer,
     derived_rng,
+    ensemble_name,
     is_toy,
+    model_name,
     open_event_file,
     read_record,
     record,
@@ -62,6 +69,7 @@ __all__ = [
     "Evaluated",
     "LimitSet",
     "evaluate",
+    "evaluate_ensemble",
     "evaluate_model",
     "evaluate_reference",
     "limit_name",
@@ -76,6 +84,10 @@ ASIMOV_EVENTS = 2000
 """Equal-weight events that stand for the Asimov set in ``ml`` limits (:mod:`.asimov`)."""
 SCORE_EVENTS = 100
 """Test events whose score t̂(x|θ) a ratio model is evaluated on at every θ (``scores.npy``)."""
+
+
+_ONE_SIGMA = 0.3173  # p-value bounds of the 1σ and 2σ regions, 2Φ(−n)
+_TWO_SIGMA = 0.0455
 
 
 def limit_name(mode: str, include_xsec: bool) -> str:
@@ -137,25 +149,42 @@ class LimitSet:
             "best_fit_index": best,
             "best_fit": self.grid[best].tolist(),
             "p_value_at_theta_true": float(p_values[self.true_index]),
-            "allowed_fraction_68": float(np.mean(p_values > 0.3173)),
+            "allowed_fraction_68": float(np.mean(p_values > _ONE_SIGMA)),
         }
 
     def add_result(self, result: LimitResult, include_xsec: Sequence[bool] = (True,)) -> None:
         """Keep a :class:`~minerflow.physics.limits.LimitResult` computed with the rate term,
-        and for ``False`` in ``include_xsec`` its kinematics-only variant.
+        and for ``False`` in ``include_xsec`` its kinematics-only variant (``result.kinematic``
+        alone)."""
+        for with_rate in include_xsec:
+            delta, p = _variant(result, with_rate)
+            self.add(limit_name(result.mode, with_rate), result.mode, with_rate, p, delta)
 
-        The kinematic term does not depend on the rate term, so one evaluation of the
-        estimator gives both: the variant is the p-value of ``result.kinematic`` alone.
+    def add_spread(self, members: Sequence[LimitResult], include_xsec: Sequence[bool]) -> None:
+        """Keep the member limits of an ensemble beside its limit (added first).
+
+        Per limit: ``<name>_members`` (member p-values, ``(n_members, n_grid)``) and
+        ``<name>_q_std`` (sample standard deviation over members of ``q = −2Δlog L``); the
+        summary gains ``spread`` (the median and largest std of q inside the ensemble's 2σ
+        region, each member's p-value at θ_true and allowed 68 % fraction).
         """
-        from minerflow.physics.limits import p_values
+        from minerflow.ml.ensemble import EnsembleEstimate
 
         for with_rate in include_xsec:
-            name = limit_name(result.mode, with_rate)
-            if with_rate:
-                self.add(name, result.mode, True, result.p_values, result.log_likelihood_ratio)
-            else:
-                delta, p, _ = p_values(result.kinematic, result.dof)
-                self.add(name, result.mode, False, p, delta)
+            name = limit_name(members[0].mode, with_rate)
+            variants = [_variant(member, with_rate) for member in members]
+            q_std = EnsembleEstimate(np.stack([-2.0 * delta for delta, _ in variants])).std
+            member_p = np.stack([p for _, p in variants])
+            self.arrays[f"{name}_members"] = member_p
+            self.arrays[f"{name}_q_std"] = q_std
+            inside = self.arrays[name] > _TWO_SIGMA
+            self.summary[name]["spread"] = {
+                "n_members": len(members),
+                "q_std_median_2sigma": float(np.median(q_std[inside])),
+                "q_std_max_2sigma": float(q_std[inside].max()),
+                "p_value_at_theta_true_members": member_p[:, self.true_index].tolist(),
+                "allowed_fraction_68_members": np.mean(member_p > _ONE_SIGMA, axis=1).tolist(),
+            }
 
     def write(self, folder: Path) -> None:
         """Write every array and ``limits.json`` into ``folder/limits``."""
@@ -171,7 +200,24 @@ class LimitSet:
             out[f"{name}.allowed_fraction_68"] = entry["allowed_fraction_68"]
             for i, value in enumerate(entry["best_fit"]):
                 out[f"{name}.best_fit_{i}"] = value
+            for key in ("q_std_median_2sigma", "q_std_max_2sigma"):
+                if "spread" in entry:
+                    out[f"{name}.{key}"] = entry["spread"][key]
         return out
+
+
+def _variant(result: LimitResult, with_rate: bool) -> tuple[np.ndarray, np.ndarray]:
+    """``(Δlog L, p)`` of a result with its rate term, or of its kinematic term alone.
+
+    The kinematic term does not depend on the rate term, so one evaluation of the estimator
+    gives both variants.
+    """
+    from minerflow.physics.limits import p_values
+
+    if with_rate:
+        return result.log_likelihood_ratio, result.p_values
+    delta, p, _ = p_values(result.kinematic, result.dof)
+    return delta, p
 
 
 def load_limits(folder: str | os.PathLike[str]) -> dict[str, tuple[np.ndarray, int]]:
@@ -339,17 +385,22 @@ def evaluate_reference(
     return target
 
 
-def _log_ratio_function(
-    estimator: Any, family: str, theta_ref: np.ndarray
-) -> Callable[..., tuple[np.ndarray, np.ndarray | None]]:
-    """``(x, grid, with_score) -> (log r̂(x|θ, θ_ref) (n_grid, n_x), score)`` for any estimator."""
-    if family == "density":
-        return lambda x, grid, score: estimator.evaluate_log_likelihood_ratio(
-            x, grid, theta_ref[None, :], test_all_combinations=True, evaluate_score=score
+def _predictions(
+    estimator: Any, family: str, theta_ref: np.ndarray, x: np.ndarray, grid: np.ndarray
+) -> dict[str, np.ndarray]:
+    """``scores`` (score models: t̂(x); others: t̂(x|θ) of the first :data:`SCORE_EVENTS`
+    events at every θ) and, for ratio and density models, ``llr``: log r̂(x|θ, θ_ref) on every
+    (θ, event) pair, evaluated without scores."""
+    if family == "score":
+        return {"scores": np.asarray(estimator.evaluate_score(x), dtype=np.float64)}
+    extra = (theta_ref[None, :],) if family == "density" else ()
+
+    def log_ratio(events: np.ndarray, with_score: bool) -> tuple[np.ndarray, np.ndarray | None]:
+        return estimator.evaluate_log_likelihood_ratio(
+            events, grid, *extra, test_all_combinations=True, evaluate_score=with_score
         )
-    return lambda x, grid, score: estimator.evaluate_log_likelihood_ratio(
-        x, grid, test_all_combinations=True, evaluate_score=score
-    )
+
+    return {"llr": log_ratio(x, False)[0], "scores": log_ratio(x[:SCORE_EVENTS], True)[1]}
 
 
 def _correlation_metrics(truth: np.ndarray, estimate: np.ndarray, name: str) -> dict[str, float]:
@@ -414,110 +465,169 @@ def _expected_limits(
     )
 
 
+def _combined(
+    setting: _Setting,
+    members: Sequence[Any],
+    results: Sequence[LimitResult],
+    theta_ref: np.ndarray,
+    seed: int,
+) -> LimitResult:
+    """The limit of the members' ensemble (:class:`~minerflow.ml.ensemble.Ensemble`: the mean
+    log r̂ or t̂).
+
+    ``ml``: the kinematic term is linear in log r̂ and every member saw the same Asimov
+    events, so the ensemble's term is the mean of the members' terms (no new evaluation).
+    Score modes histogram the mean t̂, which the ensemble evaluates.
+    """
+    from minerflow.ml.ensemble import Ensemble
+    from minerflow.physics.limits import p_values
+
+    first = results[0]
+    if len(results) == 1:
+        return first
+    if first.mode != "ml":
+        return _expected_limits(setting, Ensemble(members), first.mode, theta_ref, seed)
+    kinematic = np.mean([result.kinematic for result in results], axis=0)
+    delta, p, best = p_values(kinematic + first.rate + first.constraint, first.dof)
+    return replace(
+        first, kinematic=kinematic, log_likelihood_ratio=delta, p_values=p, best_fit_index=best
+    )
+
+
 def _model_results(
     setting: _Setting,
     workflow_input: WorkflowInput,
     trained: dict[str, Any],
-    estimator: Any,
+    members: Sequence[Any],
     folder: Path,
+    name: str,
 ) -> dict[str, float]:
-    """Predictions, limits (and SALLY Fisher information) of one model into ``folder``.
+    """Predictions, limits (and SALLY Fisher information) of model ``name`` into ``folder``; with
+    several members, of their ensemble, with the spread beside.
 
     Ratio and density models: log r̂ on every (θ, test event) pair without scores, and the
     score t̂(x|θ) only for the first :data:`SCORE_EVENTS` test events at every θ (what the
-    correlation plots show); the exact values for the toy on the same pairs.
+    correlation plots show); the exact values for the toy on the same pairs. An ensemble
+    stores the member mean under the same names and the member standard deviation as
+    ``<name>_std.npy``; its limits are those of the mean prediction (:func:`_combined`), with
+    the member limits and the spread of q (:meth:`LimitSet.add_spread`).
     """
+    from minerflow.ml.ensemble import Ensemble, EnsembleEstimate
     from minerflow.physics import fisher
 
     family = str(trained["family"])
     mode = _limit_mode(family, str(trained["method"]))
     grid, theta_true = setting.grid, setting.theta_true
+    seed = workflow_input.sampling.seed
     theta_ref = _theta_ref(setting, trained)
     aug = augmenter(setting.event_file, setting.test_split)
     n_test = workflow_input.evaluation.n_samples_test
-    x_test = draw_test_sample(aug, theta_true, n_test, workflow_input.sampling.seed)["x"]
-    x_test = np.asarray(x_test, dtype=np.float64)
+    x_test = np.asarray(draw_test_sample(aug, theta_true, n_test, seed)["x"], dtype=np.float64)
     save_npy(folder / "grid.npy", grid)
     save_npy(folder / "x_test.npy", x_test)
     save_npy(folder / "theta_ref.npy", theta_ref)
-    metrics: dict[str, float] = {}
-    if family == "score":
-        scores = np.asarray(estimator.evaluate_score(x_test), dtype=np.float64)
-    else:
-        log_ratio = _log_ratio_function(estimator, family, theta_ref)
-        llr = log_ratio(x_test, grid, False)[0]
-        scores = log_ratio(x_test[:SCORE_EVENTS], grid, True)[1]
-        save_npy(folder / "llr.npy", llr)
-    save_npy(folder / "scores.npy", scores)
-    result = _expected_limits(setting, estimator, mode, theta_ref, workflow_input.sampling.seed)
+    each = [_predictions(member, family, theta_ref, x_test, grid) for member in members]
+    predictions: dict[str, np.ndarray] = {}
+    for array in each[0]:
+        estimate = EnsembleEstimate(np.stack([values[array] for values in each]))
+        predictions[array] = estimate.mean
+        save_npy(folder / f"{array}.npy", estimate.mean)
+        if len(members) > 1:
+            save_npy(folder / f"{array}_std.npy", estimate.std)
+    results = [_expected_limits(setting, m, mode, theta_ref, seed) for m in members]
     found = LimitSet(grid, theta_true)
-    found.add_result(result, workflow_input.include_xsec)
+    combined = _combined(setting, members, results, theta_ref, seed)
+    found.add_result(combined, workflow_input.include_xsec)
+    if len(members) > 1:
+        found.add_spread(results, workflow_input.include_xsec)
     found.write(folder)
-    metrics |= found.metrics()
+    metrics = found.metrics()
     if setting.toy:
-        from minerflow.physics import toy
-
-        if family == "score":
-            true_scores = toy.score(x_test, theta_ref[None, :])[0]
-        else:
-            true_llr = toy.log_likelihood_ratio(x_test, grid, theta_ref[None, :])
-            save_npy(folder / "true_llr.npy", true_llr)
-            metrics |= _correlation_metrics(true_llr, llr, "llr")
-            true_scores = toy.score(x_test[:SCORE_EVENTS], grid)
-        save_npy(folder / "true_scores.npy", true_scores)
-        metrics |= _correlation_metrics(true_scores, scores, "score")
+        metrics |= _truth(family, theta_ref, x_test, grid, predictions, folder)
     if family == "score" and workflow_input.fisher_information.enabled:
-        info = fisher.score_information(estimator, setting.events, theta_ref, setting.luminosity)
-        _write_fisher(folder, {str(trained["model"]): info}, theta_ref, setting.luminosity)
+        model = members[0] if len(members) == 1 else Ensemble(members)
+        info = fisher.score_information(model, setting.events, theta_ref, setting.luminosity)
+        _write_fisher(folder, {name: info}, theta_ref, setting.luminosity)
         metrics["fisher.det"] = float(np.linalg.det(info))
     return metrics
 
 
-def evaluate_model(
+def _truth(
+    family: str,
+    theta_ref: np.ndarray,
+    x_test: np.ndarray,
+    grid: np.ndarray,
+    predictions: Mapping[str, np.ndarray],
+    folder: Path,
+) -> dict[str, float]:
+    """The toy's exact log r and scores on the predictions' pairs; correlation metrics."""
+    from minerflow.physics import toy
+
+    metrics: dict[str, float] = {}
+    if family == "score":
+        true_scores = toy.score(x_test, theta_ref[None, :])[0]
+    else:
+        true_llr = toy.log_likelihood_ratio(x_test, grid, theta_ref[None, :])
+        save_npy(folder / "true_llr.npy", true_llr)
+        metrics |= _correlation_metrics(true_llr, predictions["llr"], "llr")
+        true_scores = toy.score(x_test[:SCORE_EVENTS], grid)
+    save_npy(folder / "true_scores.npy", true_scores)
+    return metrics | _correlation_metrics(true_scores, predictions["scores"], "score")
+
+
+def _evaluate(
     event_file: EventFile | str | os.PathLike[str],
-    model_dir: str | os.PathLike[str],
+    model_dirs: Sequence[str | os.PathLike[str]],
     workflow_input: WorkflowInput,
     output_dir: str | os.PathLike[str],
-    *,
-    tracking_dir: str | os.PathLike[str] | None = None,
+    name: str | None,
+    tracking_dir: str | os.PathLike[str] | None,
 ) -> Path:
-    """Evaluate one trained model into ``results/<model>/`` (see the module docstring)."""
+    """Evaluate the models of ``model_dirs`` (one, or the members of an ensemble ``name``)."""
     from minerflow.ml.persistence import load_estimator
 
-    trained = read_record(model_dir, "training")
+    records = [read_record(folder, "training") for folder in model_dirs]
+    trained = records[0]
+    method = str(trained["method"])
+    for folder, other in zip(model_dirs, records, strict=True):
+        if (other["method"], other["test_split"]) != (method, trained["test_split"]):
+            raise InputError(folder, "method", f"a {method} model like the other members")
     if not hasattr(event_file, "header"):
         event_file = open_event_file(event_file, workflow_input)
-    name = str(trained["model"])
-    workflow_input.theta_specs(str(trained["method"]))  # the method must be listed
-    estimator = load_estimator(model_dir, device=workflow_input.training.device)
+    name = name or str(trained["model"])
+    workflow_input.theta_specs(method)  # the method must be listed
+    device = workflow_input.training.device
+    members = [load_estimator(folder, device=device) for folder in model_dirs]
     split = float(trained["test_split"])
     target = Path(output_dir) / RESULTS_FOLDER / name
     key = {
-        **workflow_input.step_config(STEP, str(trained["method"])),
+        **workflow_input.step_config(STEP, method),
         "test_split": split,
         "asimov_events": ASIMOV_EVENTS,
         "score_events": SCORE_EVENTS,
+        **({"members": [str(r["model"]) for r in records]} if len(records) > 1 else {}),
     }
     timer = StepTimer()
     with step_run(
         STEP,
         tracking_dir or output_dir,
         run_name=f"evaluation {name}",
-        params={"model": name, "method": trained["method"], **key},
+        params={"model": name, "method": method, **key},
         input_file=workflow_input.source,
         event_file=event_file.path,
     ) as tracked:
         with atomic_dir(target) as tmp, timer.part("evaluation"):
             setting = _setting(event_file, workflow_input, split)
-            metrics = _model_results(setting, workflow_input, trained, estimator, tmp)
+            metrics = _model_results(setting, workflow_input, trained, members, tmp, name)
+            folders = [str(Path(folder).resolve()) for folder in model_dirs]
             record(
                 tmp,
                 STEP,
                 model=name,
-                method=trained["method"],
+                method=method,
                 family=trained["family"],
                 toy=setting.toy,
-                model_dir=str(Path(model_dir).resolve()),
+                **({"model_dir": folders[0]} if len(folders) == 1 else {"model_dirs": folders}),
                 key=key,
                 key_hash=stable_hash(key),
                 event_file=str(Path(event_file.path).resolve()),
@@ -530,6 +640,41 @@ def evaluate_model(
     return target
 
 
+def evaluate_model(
+    event_file: EventFile | str | os.PathLike[str],
+    model_dir: str | os.PathLike[str],
+    workflow_input: WorkflowInput,
+    output_dir: str | os.PathLike[str],
+    *,
+    tracking_dir: str | os.PathLike[str] | None = None,
+) -> Path:
+    """Evaluate one trained model into ``results/<model>/`` (see the module docstring)."""
+    return _evaluate(event_file, [model_dir], workflow_input, output_dir, None, tracking_dir)
+
+
+def evaluate_ensemble(
+    event_file: EventFile | str | os.PathLike[str],
+    model_dirs: Sequence[str | os.PathLike[str]],
+    workflow_input: WorkflowInput,
+    output_dir: str | os.PathLike[str],
+    *,
+    tracking_dir: str | os.PathLike[str] | None = None,
+) -> Path:
+    """Evaluate the models of one method (one per sampling run) as one
+    :class:`~minerflow.ml.ensemble.Ensemble` into ``results/<method>_ensemble/``.
+
+    The arrays and limits are those of the member mean; ``<array>_std.npy`` holds the member
+    standard deviation of each prediction, ``limits/<name>_members.npy`` every member's
+    p-values, ``limits/<name>_q_std.npy`` the spread of q = −2Δlog L, and ``limits.json`` its
+    summary (``spread``), the uncertainty that training randomness and finite samples leave.
+    """
+    if len(model_dirs) < 2:
+        raise InputError("evaluation", "model_dirs", "two or more models for an ensemble")
+    method = str(read_record(model_dirs[0], "training")["method"])
+    name = ensemble_name(method)
+    return _evaluate(event_file, model_dirs, workflow_input, output_dir, name, tracking_dir)
+
+
 class Evaluated(NamedTuple):
     """What the ``minerflow evaluate`` step left: the model's results and ``rates/``."""
 
@@ -537,6 +682,8 @@ class Evaluated(NamedTuple):
     reference: Path
     reference_reused: bool
     """``rates/`` was current already and kept as it was."""
+    ensemble: Path | None = None
+    """``results/<method>_ensemble`` once every sampling run's model of the method is there."""
 
 
 def evaluate(
@@ -547,9 +694,14 @@ def evaluate(
     *,
     tracking_dir: str | os.PathLike[str] | None = None,
 ) -> Evaluated:
-    """The ``minerflow evaluate`` step: the model's results, and ``rates/`` if not current."""
+    """The ``minerflow evaluate`` step: the model's results, and ``rates/`` if not current.
+
+    With ``n_sampling_runs > 1``, once the models of every run of this model's method sit
+    beside it (``models/<method>_<run>``), their ensemble is evaluated too.
+    """
     event_file = open_event_file(data_file, workflow_input)
-    split = float(read_record(model_dir, "training")["test_split"])
+    trained = read_record(model_dir, "training")
+    split = float(trained["test_split"])
     reused = _current(Path(output_dir) / REFERENCE_FOLDER, reference_key(workflow_input, split))
     reference = evaluate_reference(
         event_file, workflow_input, output_dir, test_split=split, tracking_dir=tracking_dir
@@ -557,4 +709,11 @@ def evaluate(
     result = evaluate_model(
         event_file, model_dir, workflow_input, output_dir, tracking_dir=tracking_dir
     )
-    return Evaluated(result, reference, reused)
+    runs = workflow_input.sampling.n_sampling_runs
+    members = [Path(model_dir).parent / model_name(str(trained["method"]), k) for k in range(runs)]
+    ensemble = None
+    if runs > 1 and all((folder / STEP_RECORD).is_file() for folder in members):
+        ensemble = evaluate_ensemble(
+            event_file, members, workflow_input, output_dir, tracking_dir=tracking_dir
+        )
+    return Evaluated(result, reference, reused, ensemble)

@@ -4,12 +4,15 @@ Reads evaluation folders (``results/<model>/``, ``rates/``) and model folders (t
 histories) and writes ``plots/``:
 
 * ``pvalue_<model>``: each model's expected p-value map with its best fit (and the exact
-  truth contours for the toy);
+  truth contours for the toy); ``<method>_ensemble`` results (several sampling runs) are one
+  more model;
+* ``spread_<method>_ensemble``: the ensemble's map with every member's 1σ contour, and the
+  member standard deviation of −2Δlog L;
 * ``all_methods_separate`` (switch ``all_methods_separate``): every model and the histogram
   and rate limits side by side on one colour scale;
 * ``all_methods`` (switch ``all_methods``): every limit's contours on one panel, the
   kinematics-only variants (``-Kin``) dashed; ``all_methods_pvalue`` names the method whose
-  p-value map is drawn underneath;
+  p-value map is drawn underneath (its ensemble's, if there is one, else its first run's);
 * ``correlation_llr_<model>`` / ``correlation_score_<model>`` (switch ``correlations``, for
   ``correlations_methods``): estimate against the exact value, toy simulator only;
 * ``cross_section`` (switch ``rates``): σ(θ) on the grid;
@@ -21,7 +24,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +33,13 @@ import numpy as np
 from minerflow.config.workflow_input import WorkflowInput
 from minerflow.errors import InputError
 from minerflow.io.atomic import save_json
-from minerflow.workflow.common import STEP_RECORD, read_record, record, step_run
+from minerflow.workflow.common import (
+    STEP_RECORD,
+    ensemble_name,
+    read_record,
+    record,
+    step_run,
+)
 from minerflow.workflow.evaluation import REFERENCE_FOLDER, RESULTS_FOLDER, load_limits
 
 __all__ = ["PLOTS_FOLDER", "make_plots", "plot"]
@@ -55,6 +64,15 @@ def _main_limit(limits: dict[str, tuple[np.ndarray, int]]) -> tuple[str, str | N
     raise InputError("plotting", "limits", f"an ml/sally limit, found {sorted(limits)}")
 
 
+def _background(names: Collection[str], method: str | None) -> str | None:
+    """The limit drawn under the contours: ``method``'s ensemble, else its first model."""
+    if method is None:
+        return None
+    if ensemble_name(method) in names:
+        return ensemble_name(method)
+    return next((name for name in names if name.rsplit("_", 1)[0] == method), None)
+
+
 def _labels(records: Sequence[dict[str, Any]]) -> tuple[str, ...] | None:
     """Axis labels: the event file's parameter names, as written there."""
     for entry in records:
@@ -76,7 +94,12 @@ def make_plots(
     """Draw every figure the input asks for into ``plot_dir``; returns the written files."""
     from minerflow.plotting.correlations import plot_log_r_correlation, plot_score_correlation
     from minerflow.plotting.fisher import plot_fisher_ellipses
-    from minerflow.plotting.limits import plot_limit_contours, plot_pvalue_map, plot_pvalue_maps
+    from minerflow.plotting.limits import (
+        plot_limit_contours,
+        plot_limit_spread,
+        plot_pvalue_map,
+        plot_pvalue_maps,
+    )
     from minerflow.plotting.rates import plot_cross_section_map
     from minerflow.plotting.save import save_figure
     from minerflow.plotting.training import plot_training_history
@@ -124,6 +147,21 @@ def make_plots(
             ),
             f"pvalue_{name}",
         )
+        members = _load(folder / "limits" / f"{main}_members.npy")
+        if members is not None:
+            save(
+                plot_limit_spread(
+                    grid,
+                    p_values,
+                    members,
+                    np.load(folder / "limits" / f"{main}_q_std.npy"),
+                    method=name,
+                    truth_p_values=truth,
+                    theta_true=theta_true,
+                    **common,
+                ),
+                f"spread_{name}",
+            )
     for mode in ("histo", "rate"):
         if mode in reference_limits:
             with_rate[mode] = reference_limits[mode][0]
@@ -145,7 +183,7 @@ def make_plots(
                 contours,
                 truth_p_values=truth,
                 theta_true=theta_true,
-                background=next((k for k in with_rate if k.rsplit("_", 1)[0] == chosen), None),
+                background=_background(with_rate, chosen),
                 **common,
             ),
             "all_methods",
