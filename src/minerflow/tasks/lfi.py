@@ -96,7 +96,8 @@ class LFITask(MinerflowTask):
     toy_events = Toy.toy_events
     toy_seed = Toy.toy_seed
 
-    _file_params = ("data_file", "input_file", "overrides", "toy_events", "toy_seed")
+    # in the key as what they mean (the settings, the events), not as given
+    _unkeyed_params = ("data_file", "input_file", "overrides", "toy_events", "toy_seed")
 
     @property
     def workflow_input(self) -> Any:
@@ -133,7 +134,7 @@ class LFITask(MinerflowTask):
 
     def key_data(self) -> dict[str, Any]:
         """Task parameters without the file paths, plus settings and event identity."""
-        data = {k: v for k, v in super().key_data().items() if k not in self._file_params}
+        data = {k: v for k, v in super().key_data().items() if k not in self._unkeyed_params}
         return {**data, "settings": self.step_key(), "events": self.event_key()}
 
     def tracking_dir(self) -> Path:
@@ -237,7 +238,8 @@ class _SweptRuns(_MethodRuns):
         default=(), description="swept training settings, e.g. alpha=1,10,100 (repeatable)"
     )
 
-    _file_params = (*LFITask._file_params, "sweep")
+    # in the key as each branch's point
+    _unkeyed_params = (*LFITask._unkeyed_params, "sweep")
 
     @property
     def sweep_axes(self) -> Any:
