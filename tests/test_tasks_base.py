@@ -239,3 +239,45 @@ def test_every_module_listed_in_law_cfg_imports() -> None:
     assert "minerflow.tasks.base" in modules
     for module in modules:
         __import__(module)
+
+
+_FORKED_TORCH_SCRIPT = """
+import sys
+from pathlib import Path
+
+import luigi
+import torch
+
+from minerflow.tasks.base import MinerflowTask
+
+class BaseTestForward(MinerflowTask):
+    step = "forward"
+    readable_keys = ("n",)
+    n = luigi.IntParameter()
+
+    def build(self, out):
+        net = torch.nn.Sequential(torch.nn.Linear(4, 100), torch.nn.Tanh(), torch.nn.Linear(100, 1))
+        with torch.no_grad():
+            total = float(net(torch.ones(100_000, 4)).sum())
+        (out / "result.txt").write_text(f"{torch.get_num_threads()} {total}\\n")
+
+torch.set_num_threads(2)
+with torch.no_grad():  # the parent starts its intra-op thread pool before luigi forks
+    torch.nn.Linear(4, 100)(torch.ones(200_000, 4)).sum()
+tasks = [BaseTestForward(workdir=sys.argv[1], n=n) for n in (1, 2)]
+sys.exit(0 if luigi.build(tasks, local_scheduler=True, workers=2, log_level="ERROR") else 1)
+"""
+
+
+def test_forked_workers_compute_with_torch_after_the_parent_did(tmp_path: Path) -> None:
+    """Without one thread per forked worker, torch's first parallel op in the child hangs."""
+    done = subprocess.run(
+        [sys.executable, "-c", _FORKED_TORCH_SCRIPT, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    results = sorted(tmp_path.glob("forward/*/*/result.txt"))
+    assert len(results) == 2
+    assert {path.read_text().split()[0] for path in results} == {"1"}

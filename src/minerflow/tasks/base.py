@@ -23,6 +23,7 @@ import os
 import re
 import shutil
 import socket
+import sys
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
@@ -53,6 +54,7 @@ __all__ = [
     "format_summary",
     "law_config_path",
     "new_run_token",
+    "one_thread_in_forked_worker",
     "output_lock",
     "run_token",
 ]
@@ -66,6 +68,21 @@ _LAW_PARAMS = frozenset(name for name, _ in law.LocalWorkflow.get_params())
 def law_config_path() -> Path:
     """The law.cfg shipped with minerflow (``LAW_CONFIG_FILE`` points here by default)."""
     return Path(str(resources.files("minerflow") / "data" / "law.cfg"))
+
+
+_MAIN_PID = os.getpid()
+
+
+def one_thread_in_forked_worker() -> None:
+    """Use one torch thread in a worker process that luigi forked (``--workers`` > 1).
+
+    An OpenMP thread pool started in the parent does not survive ``fork``: the child's first
+    parallel torch operation then waits forever. N workers share the cores anyway, so a
+    forked worker computing on one thread is also the fastest choice.
+    """
+    torch = sys.modules.get("torch")
+    if torch is not None and os.getpid() != _MAIN_PID:
+        torch.set_num_threads(1)
 
 
 def run_token() -> str:
@@ -204,6 +221,7 @@ class MinerflowTask(law.Task):
         with output_lock(out):
             if out.exists():
                 return
+            one_thread_in_forked_worker()
             _remove_leftovers(out)
             started = time.time()
             with atomic_dir(out) as tmp:
