@@ -20,13 +20,12 @@ from minerflow.io.columnar import write_parquet
 from minerflow.ml.folds import assign_folds
 from minerflow.physics.toy_events import ToyProcess, generate_events, write_toy_analysis
 from minerflow.plotting.metrics import roc_curve, weighted_confusion_matrix
-from minerflow.tasks.base import collect_records, new_run_token
+from minerflow.tasks.base import collect_records, new_run_token, preload_for_workers
 from minerflow.tasks.ml import (
     MLEvaluation,
     MLTraining,
     PlotMLResults,
     PrepareMLEvents,
-    preload_for_workers,
     read_failures,
 )
 from minerflow.tracking.runs import find_runs, metric_history, read_run

@@ -100,22 +100,24 @@ def report(result: object, workdir: Path) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the tasks and print the summary."""
+    from minerflow.cli.task_log import task_log
     from minerflow.config.resources import resource_overrides
     from minerflow.tasks.lfi import run_workflow
 
-    result = run_workflow(
-        args.workdir,
-        data_file=args.data_file,
-        input_file=args.input_file,
-        overrides=args.overrides,
-        workers=args.workers,
-        version=args.version,
-        toy_events=args.toy_events,
-        toy_seed=args.toy_seed,
-        workflow=args.workflow,
-        resources=resource_overrides(args),
-        retries=args.retries,
-        sweep=args.sweep,
-    )
+    with task_log(args.workdir):  # tracebacks go to the work dir's log, one line to stderr
+        result = run_workflow(
+            args.workdir,
+            data_file=args.data_file,
+            input_file=args.input_file,
+            overrides=args.overrides,
+            workers=args.workers,
+            version=args.version,
+            toy_events=args.toy_events,
+            toy_seed=args.toy_seed,
+            workflow=args.workflow,
+            resources=resource_overrides(args),
+            retries=args.retries,
+            sweep=args.sweep,
+        )
     report(result, args.workdir)
     return 0

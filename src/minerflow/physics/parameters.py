@@ -282,7 +282,8 @@ def _warn_outside_range(thetas: np.ndarray, header: EventFileHeader) -> None:
         p = int(np.flatnonzero(outside.any(axis=0))[0])
         warnings.warn(
             f"{int(outside.any(axis=1).sum())} of {len(thetas)} parameter points lie outside "
-            f"the morphing range of {header.parameters[p].name} {tuple(ranges[p])}: "
+            f"the morphing range of {header.parameters[p].name} "
+            f"[{ranges[p, 0]:g}, {ranges[p, 1]:g}]: "
             "morphed weights there have large variance",
             ThetaOutsideRangeWarning,
             stacklevel=3,

@@ -56,6 +56,7 @@ __all__ = [
     "new_run_token",
     "one_thread_in_forked_worker",
     "output_lock",
+    "preload_for_workers",
     "run_token",
 ]
 
@@ -83,6 +84,22 @@ def one_thread_in_forked_worker() -> None:
     torch = sys.modules.get("torch")
     if torch is not None and os.getpid() != _MAIN_PID:
         torch.set_num_threads(1)
+
+
+def preload_for_workers(modules: Iterable[str] = ()) -> None:
+    """Import torch, MLflow and ``modules`` in this process before luigi forks its workers.
+
+    Every training, evaluation and plot task logs to MLflow and draws figures; a worker forked
+    from a process that has these loaded starts with them instead of importing them again
+    (2-10 s per task on two cores). Call it with more than one local worker and work to do.
+    """
+    import importlib
+
+    from minerflow.tracking.store import import_mlflow
+
+    import_mlflow()  # first: it quiets MLflow's logging
+    for name in ("torch", "mlflow.entities", "minerflow.tracking.runs", *modules):
+        importlib.import_module(name)
 
 
 def run_token() -> str:

@@ -38,6 +38,7 @@ from minerflow.tasks.base import (
     folder_key,
     format_summary,
     new_run_token,
+    preload_for_workers,
 )
 from minerflow.tasks.remote import SlurmWorkflowMixin, slurm_summary, slurm_task_params
 
@@ -623,6 +624,15 @@ def _workflow_run(
             yield parent.run_id
 
 
+# what Train, Evaluate and Plot import: loaded once before luigi forks its workers
+_WORKER_MODULES = (
+    "mlflow.pytorch",
+    "minerflow.workflow.training",
+    "minerflow.workflow.evaluation",
+    "minerflow.workflow.plotting",
+)
+
+
 def _build(target: luigi.Task, workers: int, root: Path, token: str) -> None:
     """Run ``target`` with luigi's local scheduler; a failure raises WorkflowFailedError."""
     # tasks may run in forked workers: failures are reported through a file
@@ -633,6 +643,8 @@ def _build(target: luigi.Task, workers: int, root: Path, token: str) -> None:
             handle.write(f"{task.get_task_family()}{_branch_text(task)}: {error}\n")
 
     LFITask.event_handler(luigi.Event.FAILURE)(_failed)
+    if workers > 1 and not target.complete():
+        preload_for_workers(_WORKER_MODULES)
     try:
         result = luigi.build([target], workers=workers, local_scheduler=True, detailed_summary=True)
     finally:

@@ -62,30 +62,11 @@ __all__ = [
     "PlotMLResults",
     "PrepareMLEvents",
     "failure_file",
-    "preload_for_workers",
     "read_failures",
     "run_task_here",
 ]
 
 _ANALYSES: dict[tuple[str, int], Any] = {}
-
-
-def preload_for_workers() -> None:
-    """Import MLflow and the plotting stack in this process, before luigi forks its workers.
-
-    Every training, evaluation and plot task logs to MLflow and draws figures; a worker
-    process forked from a process that has them loaded starts with them, instead of each
-    task's process importing them again (2-5 s per task). Call it with more than one local
-    worker and work to do.
-    """
-    import importlib
-
-    from minerflow.tracking.store import import_mlflow
-
-    import_mlflow()  # first: it quiets MLflow's logging
-    for name in ("mlflow.entities", "minerflow.tracking.runs", "minerflow.plotting.classifier",
-                 "minerflow.plotting.training"):  # fmt: skip
-        importlib.import_module(name)
 
 
 def failure_file(workdir: str | os.PathLike[str], token: str | None = None) -> Path:
