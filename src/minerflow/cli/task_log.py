@@ -23,6 +23,20 @@ TASK_LOGGERS: tuple[str, ...] = ("luigi", "luigi-interface", "law")
 """Loggers of the task layer whose records go to the log file while tasks run."""
 
 
+class _RunLog(logging.FileHandler):
+    """Opened at the first record, so a run rejected before any task leaves no work dir."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path, encoding="utf-8", delay=True)
+
+    def _open(self):  # type: ignore[no-untyped-def]
+        path = Path(self.baseFilename)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        stream = super()._open()
+        stream.write(f"==== minerflow run in {path.parent}, pid {os.getpid()}, {time.ctime()}\n")
+        return stream
+
+
 @contextmanager
 def task_log(workdir: str | os.PathLike[str]) -> Iterator[Path]:
     """Send the task loggers to ``<workdir>/minerflow-run.log`` for the block; yields its path.
@@ -35,10 +49,9 @@ def task_log(workdir: str | os.PathLike[str]) -> Iterator[Path]:
     from minerflow.tasks.lfi import WorkflowFailedError
 
     path = Path(workdir).resolve() / LOG_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
     # luigi would otherwise add its own terminal handler when the first build starts
     luigi.configuration.get_config().set("core", "no_configure_logging", "true")
-    handler = logging.FileHandler(path, encoding="utf-8")
+    handler = _RunLog(path)
     handler.setFormatter(logging.Formatter(_FORMAT))
     saved = []
     for name in TASK_LOGGERS:
@@ -47,8 +60,6 @@ def task_log(workdir: str | os.PathLike[str]) -> Iterator[Path]:
         logger.handlers = [handler]
         logger.setLevel(logging.INFO)
         logger.propagate = False
-    with open(path, "a", encoding="utf-8") as log:
-        log.write(f"==== minerflow run in {path.parent}, pid {os.getpid()}, {time.ctime()}\n")
     try:
         yield path
     except WorkflowFailedError as error:
