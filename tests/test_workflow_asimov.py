@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
@@ -37,6 +37,7 @@ def test_order_in_three_dimensions_moves_one_cell_at_a_time() -> None:
     size=st.integers(1, 40),
     seed=st.integers(0, 2**32 - 1),
 )
+@example(weights=np.array([5e-324, 0.0, 0.0, 0.0]), size=3, seed=0)  # a subnormal total weight
 def test_every_event_gets_its_share_of_the_draws(weights: np.ndarray, size: int, seed: int) -> None:
     """Systematic resampling: event i appears ⌊N w_i⌋ or ⌈N w_i⌉ times, N draws in all."""
     x = np.random.default_rng(seed).normal(size=(len(weights), 2))

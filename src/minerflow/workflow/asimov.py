@@ -64,6 +64,6 @@ def asimov_subsample(
     d = np.asarray(observations).reshape(len(w), -1).shape[1]
     cells = max(1, int(np.ceil(size ** (1.0 / d))))
     order = phase_space_order(observations, cells)
-    cumulative = np.cumsum(w[order])
+    cumulative = np.cumsum(w[order] / w.max())  # scaled: subnormal weights keep their shares
     points = (rng.random() + np.arange(size)) / size * cumulative[-1]
     return order[np.minimum(np.searchsorted(cumulative, points, side="right"), len(w) - 1)]
