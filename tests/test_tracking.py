@@ -176,19 +176,27 @@ def test_child_run_in_another_process_gets_the_parent(local_store: Path) -> None
     assert out.stderr == ""  # MLflow stays quiet
 
 
-def test_torch_model_logged_and_loadable(local_store: Path) -> None:
+def test_torch_model_logged_and_loadable(
+    local_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import mlflow.pytorch
     import torch
 
     torch.manual_seed(0)
     model = torch.nn.Linear(2, 1)
-    start = time.perf_counter()
-    with tracked_run("training", local_store) as run:
-        uri = run.log_torch_model(model)
-    assert time.perf_counter() - start < 10  # no requirement inference (about 11 s alone)
-    assert "MLFLOW_TRACKING_URI" not in os.environ
-    mlflow.set_tracking_uri(tracking_uri(local_store))
-    loaded = mlflow.pytorch.load_model(uri)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    # a global URI someone else set must neither receive the run nor leak into the environment
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'elsewhere.db'}")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    try:
+        with tracked_run("training", local_store) as run:
+            uri = run.log_torch_model(model)
+        assert "MLFLOW_TRACKING_URI" not in os.environ
+        mlflow.set_tracking_uri(tracking_uri(local_store))
+        loaded = mlflow.pytorch.load_model(uri)
+    finally:
+        mlflow.set_tracking_uri(None)
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
     x = torch.tensor([[1.0, -2.0]])
     assert torch.equal(loaded(x), model(x))
 

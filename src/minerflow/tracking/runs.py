@@ -141,7 +141,9 @@ class TrackedRun:
                 )
         finally:
             mlflow.set_tracking_uri(previous)
-            if previous_env is not None:
+            if previous_env is None:  # set_tracking_uri exported it: later runs would follow
+                os.environ.pop("MLFLOW_TRACKING_URI", None)
+            else:
                 os.environ["MLFLOW_TRACKING_URI"] = previous_env
         return str(info.model_uri)
 
