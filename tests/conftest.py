@@ -30,3 +30,24 @@ def reference_input_file() -> Path:
 def rng() -> np.random.Generator:
     """A seeded generator, so every test is reproducible."""
     return np.random.default_rng(20261122)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_mlflow_uri():
+    """Each test starts and ends with MLflow's global tracking URI and its variable as found.
+
+    ``mlflow.set_tracking_uri`` is process-global and also exports ``MLFLOW_TRACKING_URI``;
+    one test's store (or server) must not receive the runs of the tests after it.
+    """
+    import os
+    import sys
+
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    yield
+    mlflow = sys.modules.get("mlflow")
+    if mlflow is not None:
+        mlflow.set_tracking_uri(None)
+    if before is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = before
