@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from minerflow.errors import InputError
+from minerflow.ml.arrays import ArrayLike, as_matrix
 from minerflow.ml.device import select_device
 from minerflow.ml.methods import Method, get_method
 from minerflow.ml.nets import DenseNet, activation_function
@@ -134,6 +135,12 @@ class NeuralEstimator:
 
     def _as_tensor(self, values: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(values, dtype=torch.float32, device=self.device)
+
+    def _scaled(self, values: ArrayLike, name: str, key: str, n_columns: int) -> torch.Tensor:
+        """``values`` checked, standardised with the stored scaler ``key``, on the device."""
+        array = as_matrix(values, name, n_columns=n_columns, source="evaluation")
+        scaler = self.scalers[key]
+        return self._as_tensor((array - scaler.means) / scaler.stds)
 
     def _fit(
         self,

@@ -124,11 +124,6 @@ class ParameterizedRatioEstimator(NeuralEstimator):
         return objective
 
     # -- evaluation -------------------------------------------------------------------------
-    def _scaled(self, values: ArrayLike, name: str, key: str, n_columns: int) -> torch.Tensor:
-        array = as_matrix(values, name, n_columns=n_columns, source="evaluation")
-        scaler = self.scalers[key]
-        return self._as_tensor((array - scaler.means) / scaler.stds)
-
     def evaluate_log_likelihood_ratio(
         self,
         x: ArrayLike,
