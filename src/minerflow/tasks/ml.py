@@ -133,6 +133,7 @@ class _MLTask(MinerflowTask):
 
     exclude_index = True
     step: ClassVar[str] = ""
+    runs_in_model_sandbox: ClassVar[bool] = False  # True where the model's own code runs
 
     ml_model = luigi.Parameter(description="name of the MLModel (defined in ml_modules)")
     analysis_file = luigi.Parameter(
@@ -232,8 +233,13 @@ class _MLTask(MinerflowTask):
             self._build_dir = None
 
     def run(self) -> None:
-        """Build the folder; a failure is recorded as one line for the CLI, then re-raised."""
+        """Build the folder (in the model's sandbox for tasks that run model code there).
+
+        A failure is recorded as one line for the CLI, then re-raised.
+        """
         try:
+            if self.runs_in_model_sandbox and self.run_in_model_sandbox():
+                return
             super().run()
         except BaseException as exc:
             if not isinstance(exc, KeyboardInterrupt):
@@ -353,6 +359,7 @@ class MLTraining(_MLTask, MinerflowWorkflow, SlurmWorkflowMixin):
     """One branch per fold; fold f's model trains on the prepared events of every other fold."""
 
     step = "ml_training"
+    runs_in_model_sandbox = True
 
     @property
     def fold(self) -> int:
@@ -424,16 +431,6 @@ class MLTraining(_MLTask, MinerflowWorkflow, SlurmWorkflowMixin):
             "ops": self.training_ops().to_dict(),
         }
 
-    def run(self) -> None:
-        """Train (in the model's sandbox when it names one)."""
-        try:
-            if self.run_in_model_sandbox():
-                return
-        except BaseException as exc:
-            _record_failure(str(self.workdir), self.get_task_family(), exc)
-            raise
-        super().run()
-
     def build(self, out: Path) -> None:
         """Call ``model.train`` for this fold, tracked in MLflow under the model's parent run."""
         workdir = Path(str(self.workdir)).resolve()
@@ -463,6 +460,7 @@ class MLEvaluation(_MLTask, MinerflowWorkflow, SlurmWorkflowMixin):
     """One branch per dataset: every event predicted by a model that never saw it."""
 
     step = "ml_evaluation"
+    runs_in_model_sandbox = True
     datasets = luigi.Parameter(
         default="", description="comma-separated datasets to evaluate; default: all of the config"
     )
@@ -514,16 +512,6 @@ class MLEvaluation(_MLTask, MinerflowWorkflow, SlurmWorkflowMixin):
     def readable_data(self) -> dict[str, Any]:
         """``dataset=<name>`` plus the evaluation ops."""
         return {"dataset": self.branch_data["dataset"], **self.evaluation_ops().readable()}
-
-    def run(self) -> None:
-        """Evaluate (in the model's sandbox when it names one)."""
-        try:
-            if self.run_in_model_sandbox():
-                return
-        except BaseException as exc:
-            _record_failure(str(self.workdir), self.get_task_family(), exc)
-            raise
-        super().run()
 
     def build(self, out: Path) -> None:
         """Write ``mlcolumns_<i>.parquet`` per input file and ``files.json``."""
