@@ -13,13 +13,27 @@ batch 100, 2 epochs, validation 0.3, L = 10⁴ pb⁻¹, 100 test events):
 It prints the wall times, the ratio (a)/(b) (goal ≥ 10×), the no-op re-run and the task
 layer's overhead per task: (b)'s wall time minus the time in which at least one task was
 building its output (from the ``started``/``finished`` of every ``task.json``), divided by the
-number of tasks. The seed's scripts are not available offline; the stand-ins follow its
-description (``/work/shared/reference/madminer-algorithms.md`` §7b), without its MLflow logging
-and ``mlflow run`` wrappers, which would only add to its time. The seed trains ``sally`` with
-MadMiner's defaults (50 epochs, batch 128), minerflow with the input's training settings.
+number of tasks.
+
+Both sides track in MLflow, each in a SQLite store in its own work dir, since the seed records
+its steps there too. The seed's side does what its workflow does: one process creates its three
+experiments up front (``madminer-ml-sample``, ``-train``, ``-eval``; the seed does this so that
+parallel steps do not race to create them), then each sampling, training and evaluation process
+records one run: the step's options as parameters, tags, the evaluation's mean log r̂ or score
+as metrics, the saved model and results as artifacts and the network via
+``mlflow.pytorch.log_model``; plotting is untracked, as in the seed. The store is given to
+those processes by ``MLFLOW_TRACKING_URI``, which ``minerflow run`` never sees (it keeps its
+default store in its work dir). ``--no-seed-mlflow`` times the seed's scripts without any
+tracking, for comparison.
+
+The seed's scripts are not available offline; the stand-ins follow its description
+(``/work/shared/reference/madminer-algorithms.md`` §7b) and open their runs themselves instead
+of being launched by ``mlflow run``, whose extra process per step would only add to the seed's
+time. The seed trains ``sally`` with MadMiner's defaults (50 epochs, batch 128), minerflow with
+the input's training settings.
 
     bash benchmarks/setup_madminer_seed_env.sh
-    .venv/bin/python benchmarks/bench_workflow.py
+    .venv/bin/python benchmarks/bench_workflow.py [--no-seed-mlflow]
 """
 
 from __future__ import annotations
@@ -55,13 +69,23 @@ def load_text() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
-def timed(label: str, command: list[str], log: Path) -> Timed:
+def environment(tracking_uri: str | None) -> dict[str, str]:
+    """This process's environment with ``MLFLOW_TRACKING_URI`` set to ``tracking_uri`` or unset."""
+    env = {key: value for key, value in os.environ.items() if key != "MLFLOW_TRACKING_URI"}
+    if tracking_uri is not None:
+        env["MLFLOW_TRACKING_URI"] = tracking_uri
+    return env
+
+
+def timed(label: str, command: list[str], log: Path, env: dict[str, str]) -> Timed:
     """Run ``command`` with output into ``log``; fail loudly with the log's tail."""
     started = time.perf_counter()
     with open(log, "ab") as handle:
         handle.write(f"$ {' '.join(command)}\n".encode())
         handle.flush()
-        done = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT, check=False)
+        done = subprocess.run(
+            command, stdout=handle, stderr=subprocess.STDOUT, env=env, check=False
+        )
     seconds = time.perf_counter() - started
     if done.returncode != 0:
         tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:])
@@ -69,8 +93,22 @@ def timed(label: str, command: list[str], log: Path) -> Timed:
     return Timed(label, seconds)
 
 
-def seed_commands(args: argparse.Namespace, work: Path) -> list[tuple[str, list[str]]]:
-    """The seed's processes in order: sampling, training and evaluation per model, plotting."""
+def create_experiments_command() -> list[str]:
+    """One seed-env process creating the seed's experiments (names from ``seed_inputs``)."""
+    snippet = (
+        "import sys; sys.path.insert(0, sys.argv[1]); import mlflow; "
+        "from seed_inputs import EXPERIMENTS; client = mlflow.MlflowClient(); "
+        "[client.create_experiment(name) for name in EXPERIMENTS.values()]"
+    )
+    return [str(SEED_PYTHON), "-c", snippet, str(SEED_DIR)]
+
+
+def seed_commands(args: argparse.Namespace, work: Path, track: bool) -> list[tuple[str, list[str]]]:
+    """The seed's processes in order, as ``(label, command)``.
+
+    Creating the experiments (when tracked), sampling, training per method and sampling run,
+    evaluation per model, plotting.
+    """
     methods = yaml.safe_load(args.input_file.read_text())["methods"]
     common = ["--input-file", str(args.input_file), "--output-dir", str(work)]
     data = ["--data-file", str(args.data_file)]
@@ -83,7 +121,8 @@ def seed_commands(args: argparse.Namespace, work: Path) -> list[tuple[str, list[
         "--n-samples-train", str(args.n_samples_train),
         "--n-sampling-runs", str(args.n_sampling_runs), "--test-split", str(args.test_split),
     ]  # fmt: skip
-    commands = [("sampling", sampling)]
+    commands = [("create experiments", create_experiments_command())] if track else []
+    commands.append(("sampling", sampling))
     for method in methods:
         for run in range(args.n_sampling_runs):
             commands.append((f"training {method} {run}", [
@@ -160,6 +199,12 @@ def main() -> None:
     parser.add_argument("--valid-split", type=float, default=0.3)
     parser.add_argument("--luminosity", type=float, default=1e4)
     parser.add_argument("--n-samples-test", type=int, default=100)
+    parser.add_argument(
+        "--no-seed-mlflow",
+        dest="seed_mlflow",
+        action="store_false",
+        help="run the seed's scripts without MLflow tracking",
+    )
     args = parser.parse_args()
     if not SEED_PYTHON.exists():
         sys.exit(f"{SEED_PYTHON}: missing; run benchmarks/setup_madminer_seed_env.sh first")
@@ -174,20 +219,26 @@ def main() -> None:
         print(f"load average before: {load_text()} ({os.cpu_count()} CPUs)")
 
         seed_log = root / "seed.log"
+        seed_store = f"sqlite:///{seed_work / 'mlflow.db'}" if args.seed_mlflow else None
+        seed_env, minerflow_env = environment(seed_store), environment(None)
         floor = timed(
             "import madminer",
             [str(SEED_PYTHON), "-c", "import madminer.ml, madminer.sampling, madminer.limits"],
             seed_log,
+            seed_env,
         )
-        seed = [timed(label, cmd, seed_log) for label, cmd in seed_commands(args, seed_work)]
+        seed = [
+            timed(label, cmd, seed_log, seed_env)
+            for label, cmd in seed_commands(args, seed_work, args.seed_mlflow)
+        ]
         seed_total = sum(t.seconds for t in seed)
         print(f"load average after the seed: {load_text()}")
 
         command = minerflow_command(args, minerflow_work)
         started = time.time()
-        first = timed("minerflow run", command, root / "minerflow.log")
+        first = timed("minerflow run", command, root / "minerflow.log", minerflow_env)
         ended = time.time()
-        noop = timed("minerflow run (no-op)", command, root / "minerflow.log")
+        noop = timed("minerflow run (no-op)", command, root / "minerflow.log", minerflow_env)
         print(f"load average after minerflow: {load_text()}")
 
         intervals = task_intervals(minerflow_work)
@@ -198,7 +249,8 @@ def main() -> None:
         for step, start, finish in intervals:
             by_step.setdefault(step, []).append(finish - start)
 
-        print("\n(a) seed scripts (MadMiner 0.9.6, one process per step and method)")
+        tracking = f"MLflow store {seed_store}" if seed_store else "no MLflow tracking"
+        print(f"\n(a) seed scripts (MadMiner 0.9.6, one process per step and method; {tracking})")
         print(f"  {'process start + import madminer':<34} {floor.seconds:7.2f} s")
         for item in seed:
             print(f"  {item.label:<34} {item.seconds:7.2f} s")
@@ -216,7 +268,8 @@ def main() -> None:
         if args.workdir:
             print(f"logs: {root}/seed.log, {root}/minerflow.log")
         print(json.dumps({
-            "seed_s": round(seed_total, 3), "seed_import_s": round(floor.seconds, 3),
+            "seed_s": round(seed_total, 3), "seed_mlflow": args.seed_mlflow,
+            "seed_import_s": round(floor.seconds, 3),
             "seed_steps_s": {t.label: round(t.seconds, 3) for t in seed},
             "minerflow_s": round(first.seconds, 3), "noop_s": round(noop.seconds, 3),
             "ratio": round(ratio, 2), "n_tasks": n_tasks, "busy_s": round(busy, 3),

@@ -3,6 +3,10 @@
 Ratio methods get ``sample_train_ratio``, score methods ``sample_train_local``, density methods
 ``sample_train_density``, each into ``<output-dir>/data/Samples_<method>_<i>`` as
 ``<stem>_<method>_train.npy``, once per sampling run, as the seed's sampling script does.
+
+Tracking (with ``$MLFLOW_TRACKING_URI`` set): one run in ``madminer-ml-sample`` holding the
+command line's options as parameters and the tag ``context: workflow``, as the seed's sampling
+step records; like the seed, it logs no artifacts (the samples stay in the work dir).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from seed_inputs import (
     configure_logging,
     read_input,
     theta_values,
+    tracked,
 )
 
 
@@ -34,6 +39,12 @@ def main() -> None:
     configure_logging()
     np.random.seed(args.seed)  # MadMiner draws from numpy's global generator
 
+    with tracked("sampling", args):
+        sample(args)
+
+
+def sample(args: argparse.Namespace) -> None:
+    """Every method's training samples, one folder per method and sampling run."""
     from madminer.sampling import SampleAugmenter
 
     inputs = read_input(args.input_file)

@@ -10,6 +10,15 @@ named ``test`` on the train partition, a quirk of the seed; score methods:
 ratio methods, ``histo`` with the model, which MadMiner runs as ``sally``, for score methods:
 ``results/<method>/<mode>/<method>[_kin].npz``). p-values and best-fit index are saved as
 ``.npz`` (the seed saves a ragged list, which only old numpy accepts).
+
+Tracking (with ``$MLFLOW_TRACKING_URI`` set), as the seed's evaluation step: one run in
+``madminer-ml-eval`` with the command line's options as parameters, the tags
+``context: workflow`` and ``method``, two or three metrics and the ``results/<method>`` folder
+as artifacts, logged between the model's evaluation and the limits (so, as in the seed, the
+artifacts are ``llr.npy`` and ``scores.npy``). Metrics: ratio methods the mean log r̂ over the
+grid and the test events and the mean of each score component; score methods the mean of each
+component of t̂. (The seed's "θ LLR" metrics average the first two test events over the grid;
+the count and cost are the same.)
 """
 
 from __future__ import annotations
@@ -17,6 +26,7 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -28,6 +38,7 @@ from seed_inputs import (
     method_of_folder,
     read_input,
     theta_values,
+    tracked,
 )
 
 LOG = logging.getLogger("seed.evaluation")
@@ -69,13 +80,29 @@ def main() -> None:
     parser.add_argument("--n-samples-test", type=int, default=100)
     args = parser.parse_args()
     configure_logging()
+    method = method_of_folder(args.model_dir)
+    with tracked("evaluation", args, {"method": method}) as mlflow:
+        evaluate(args, method, mlflow)
 
+
+def log_evaluation(
+    mlflow: ModuleType, results_dir: Path, scores: np.ndarray, llr: np.ndarray | None
+) -> None:
+    """The seed's evaluation record: mean log r̂ and score components, the results folder."""
+    metrics = {f"mean_score_{i}": float(np.mean(scores[..., i])) for i in range(scores.shape[-1])}
+    if llr is not None:
+        metrics["mean_log_r"] = float(np.mean(llr))
+    mlflow.log_metrics(metrics)
+    mlflow.log_artifacts(str(results_dir))
+
+
+def evaluate(args: argparse.Namespace, method: str, mlflow: ModuleType | None) -> None:
+    """Rate limits, the model on the test events, then histogram and model limits."""
     from madminer.limits import AsymptoticLimits
     from madminer.ml import ParameterizedRatioEstimator, ScoreEstimator
     from madminer.sampling import SampleAugmenter
 
     inputs = read_input(args.input_file)
-    method = method_of_folder(args.model_dir)
     model = str(args.model_dir / method)
     rates_dir = args.output_dir / "rates"
     results_dir = args.output_dir / "results" / method
@@ -99,6 +126,7 @@ def main() -> None:
     specs = inputs[method]
     test = {"n_samples": args.n_samples_test, "folder": str(test_dir), "filename": "test"}
     results_dir.mkdir(parents=True, exist_ok=True)
+    llr: np.ndarray | None = None
     if method in RATIO_METHODS:
         sampler.sample_train_ratio(
             theta0=theta_values(specs["theta_0"]), theta1=theta_values(specs["theta_1"]), **test
@@ -124,6 +152,8 @@ def main() -> None:
     else:
         raise ValueError(f"no evaluation for method {method!r}")
     np.save(results_dir / "scores.npy", scores)
+    if mlflow is not None:
+        log_evaluation(mlflow, results_dir, scores, llr)
 
     histogram_vars = inputs["histogram_vars"]
     if isinstance(histogram_vars, str):

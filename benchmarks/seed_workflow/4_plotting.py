@@ -5,6 +5,10 @@
 ``all_methods_separate.png`` (one panel per result) and ``correlation_<METHOD>.png`` (true
 joint log r of the test events against the estimate) under ``<output-dir>/plots``, switched
 by the ``plotting`` section of the input as in the seed.
+
+Not tracked, whatever ``$MLFLOW_TRACKING_URI`` says: the seed's plotting step is the one step
+its shell layer runs as a plain ``python3`` call rather than through ``mlflow run``, and its
+script never imports MLflow, so the figures stay in the work dir.
 """
 
 from __future__ import annotations

@@ -1,23 +1,37 @@
-"""What the seed-like step scripts share: the input file, θ specs as MadMiner helpers, folders.
+"""What the seed-like step scripts share: the input file, θ specs, folders, MLflow tracking.
 
 These scripts stand in for the seed workflow's own scripts (madminer-workflow-ml, which is not
 available offline) so that ``bench_workflow.py`` can time the seed's way of running the
 workflow: one Python process per step and per method, MadMiner 0.9.6 doing the work, files in a
-work dir passed between the steps. They follow the description of the seed in
+work dir passed between the steps, and the sampling, training and evaluation steps tracked in
+MLflow. They follow the description of the seed in
 ``/work/shared/reference/madminer-algorithms.md`` §7b and run only in
 ``benchmarks/.venv-madminer-seed`` (``setup_madminer_seed_env.sh``).
+
+Tracking follows the seed: its shell layer runs those three steps through ``mlflow run`` (one
+experiment per step, created up front), so every run holds the entry point's parameters, and
+the scripts add tags, metrics, artifacts and the model. Its plotting step runs outside MLflow.
+Here each script opens its run itself (the fluent API, in the step's own process) instead of
+being launched by ``mlflow run``, which would add one more process start and MLflow import per
+step to the seed's time.
 """
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import logging
+import os
+from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import yaml
 
 __all__ = [
     "DENSITY_METHODS",
+    "EXPERIMENTS",
     "RATIO_METHODS",
     "SCORE_METHODS",
     "configure_logging",
@@ -25,11 +39,18 @@ __all__ = [
     "method_of_folder",
     "read_input",
     "theta_values",
+    "tracked",
 ]
 
 RATIO_METHODS = frozenset({"alice", "alices", "cascal", "carl", "rolr", "rascal"})
 SCORE_METHODS = frozenset({"sally", "sallino"})
 DENSITY_METHODS = frozenset({"scandal"})
+# The seed's experiment per tracked step (its scripts/*.sh pass these to ``mlflow run``).
+EXPERIMENTS = {
+    "sampling": "madminer-ml-sample",
+    "training": "madminer-ml-train",
+    "evaluation": "madminer-ml-eval",
+}
 
 
 def configure_logging() -> None:
@@ -77,3 +98,26 @@ def method_of_folder(folder: str | Path) -> str:
     """The method a ``Samples_<method>_<i>`` or ``models/<method>`` folder belongs to."""
     name = Path(folder).resolve().name
     return name.split("_")[1] if name.startswith("Samples_") else name
+
+
+@contextlib.contextmanager
+def tracked(
+    step: str, args: argparse.Namespace, tags: dict[str, str] | None = None
+) -> Iterator[ModuleType | None]:
+    """An MLflow run of ``step`` in its seed experiment, yielding ``mlflow`` (None: untracked).
+
+    The run gets the command line's options as parameters (what the seed's ``MLproject`` entry
+    point passes) and the seed's ``context: workflow`` tag plus ``tags``. The store is
+    ``$MLFLOW_TRACKING_URI``; with it unset nothing is tracked and MLflow is not even imported,
+    which is how ``bench_workflow.py --no-seed-mlflow`` times the steps without tracking.
+    """
+    if not os.environ.get("MLFLOW_TRACKING_URI"):
+        yield None
+        return
+    import mlflow
+
+    mlflow.set_experiment(EXPERIMENTS[step])
+    with mlflow.start_run():
+        mlflow.log_params({key: str(value) for key, value in vars(args).items()})
+        mlflow.set_tags({"context": "workflow", **(tags or {})})
+        yield mlflow
