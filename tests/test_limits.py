@@ -18,6 +18,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from hypothesis import given
+from hypothesis import settings as settings_hypothesis
+from hypothesis import strategies as st
 from scipy import optimize, special, stats
 
 from minerflow.errors import InputError
@@ -352,6 +355,23 @@ def test_observed_limits_use_equal_weights_and_scale_by_n_observed(quadrature) -
     np.testing.assert_allclose(result.kinematic, 2.0 * log_p.sum(axis=1), rtol=1e-12)
     mu = toy.DEFAULT_LUMINOSITY * quadrature.cross_sections(grid)
     np.testing.assert_allclose(result.rate, stats.poisson.logpmf(6, mu), rtol=1e-10)
+
+
+@given(counts=st.lists(st.integers(1, 4), min_size=3, max_size=3))
+@settings_hypothesis(max_examples=15, deadline=None)
+def test_multiplicity_equals_repeating_the_rows(quadrature, counts: list[int]) -> None:
+    x = np.array([[60.0, 0.5], [120.0, 2.0], [45.0, 1.0]])
+    grid = theta_grid([(-1, 1), (-1, 1)], 3)
+    options = {"log_likelihood": toy.log_likelihood}
+    lumi = toy.DEFAULT_LUMINOSITY
+    repeated = observed_limits(
+        "truth", np.repeat(x, counts, axis=0), quadrature, grid, lumi, **options
+    )
+    counted = observed_limits("truth", x, quadrature, grid, lumi, multiplicity=counts, **options)
+    np.testing.assert_allclose(counted.kinematic, repeated.kinematic, rtol=1e-12)
+    np.testing.assert_allclose(counted.rate, repeated.rate, rtol=1e-12)
+    with pytest.raises(InputError, match="multiplicity: expected 3 positive counts"):
+        observed_limits("truth", x, quadrature, grid, lumi, multiplicity=[1, 0, 2], **options)
 
 
 def test_bad_settings_are_one_line_errors(dummy: dict) -> None:

@@ -5,10 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from minerflow.errors import InputError
 from minerflow.ml.device import cpu_threads, select_device, training_threads
-from minerflow.ml.nets import DenseNet
+from minerflow.ml.nets import DenseNet, tanh
 from minerflow.ml.scaling import Standardizer
 
 
@@ -88,3 +90,15 @@ def test_threads_for_small_steps_and_restore(monkeypatch: pytest.MonkeyPatch) ->
     with cpu_threads(1):
         assert torch.get_num_threads() == 1
     assert torch.get_num_threads() == before
+
+
+@given(values=st.lists(st.floats(-30.0, 30.0, width=32), min_size=1, max_size=50))
+@settings(max_examples=50, deadline=None)
+def test_tanh_without_autograd_matches_torch_tanh(values: list[float]) -> None:
+    x = torch.tensor(values, dtype=torch.float32)
+    with torch.no_grad():
+        fast = tanh(x)
+    torch.testing.assert_close(fast, torch.tanh(x), atol=3e-7, rtol=0.0)
+    graded = x.clone().requires_grad_(True)
+    tanh(graded).sum().backward()  # with autograd: torch's tanh, exact gradient 1 - tanh²
+    torch.testing.assert_close(graded.grad, 1.0 - torch.tanh(x) ** 2)

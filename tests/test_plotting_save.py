@@ -11,7 +11,7 @@ from minerflow.errors import InputError
 from minerflow.plotting.classifier import plot_roc_curves
 from minerflow.plotting.limits import plot_pvalue_map
 from minerflow.plotting.metrics import roc_curve
-from minerflow.plotting.save import save_figure
+from minerflow.plotting.save import FigureJob, draw_figures, save_figure
 
 AXIS = np.linspace(-1.0, 1.0, 11)
 THETAS = np.stack(np.meshgrid(AXIS, AXIS, indexing="ij"), axis=-1).reshape(-1, 2)
@@ -71,3 +71,20 @@ def test_figures_do_not_touch_pyplot_state():
     plot_pvalue_map(THETAS, p_values())
     assert plt.get_fignums() == before
     assert plt.rcParams["font.size"] == plt.rcParamsDefault["font.size"]
+
+
+def test_draw_figures_writes_every_job_in_order_and_reports_a_failed_one(tmp_path):
+    jobs = [
+        FigureJob(f"pvalue_{i}", plot_pvalue_map, (THETAS, p_values() ** (i + 1)), {"method": "m"})
+        for i in range(3)
+    ]
+    paths = draw_figures(jobs, tmp_path, ("png",))
+    assert paths == [tmp_path / f"pvalue_{i}.png" for i in range(3)]
+    serial = save_figure(
+        jobs[2].function(*jobs[2].args, **jobs[2].kwargs), tmp_path / "one", ("png",)
+    )
+    # drawn in another process or here: the same pixels
+    np.testing.assert_array_equal(mpimg.imread(paths[2]), mpimg.imread(serial[0]))
+    broken = FigureJob("broken", plot_pvalue_map, (THETAS, p_values()[:-1]))
+    with pytest.raises(InputError, match=r"values: expected shape \(121,\), got \(120,\)"):
+        draw_figures([*jobs, broken], tmp_path / "again", ("png",))

@@ -210,7 +210,6 @@ def test_models_load_and_record_their_training(reference_run: tuple[Path, object
     assert type(model).__name__ == "ParameterizedRatioEstimator"
     history = json.loads((work / "models" / "alices_0" / "history.json").read_text())
     assert len(history["train"]["total"]) == 2
-    assert (work / "models" / "alices_0" / "training_curves.png").is_file()
     assert type(load_estimator(work / "models" / "sally_0", device="cpu")).__name__ == (
         "ScoreEstimator"
     )

@@ -29,6 +29,10 @@ class InputError(MinerflowError, ValueError):
         where = f"{self.source}: {key}" if key else self.source
         super().__init__(f"{where}: expected {expected}")
 
+    def __reduce__(self) -> tuple[type[InputError], tuple[str, str | None, str]]:
+        """Rebuild from the three parts: the error crosses process boundaries intact."""
+        return type(self), (self.source, self.key, self.expected)
+
 
 class ConfigError(InputError):
     """An input or analysis configuration file that does not validate."""

@@ -190,28 +190,24 @@ def execute(task: Any, workdir: Path, workers: int) -> list[Path]:
     import logging
     import time
 
-    import luigi
-
     from minerflow.errors import MinerflowError
-    from minerflow.tasks.base import (
-        collect_records,
-        format_summary,
-        new_run_token,
-        preload_for_workers,
-    )
+    from minerflow.tasks.base import build_locally, collect_records, format_summary, new_run_token
     from minerflow.tasks.ml import read_failures
     from minerflow.tasks.remote import slurm_summary
 
     token = new_run_token()
     started = time.time()
-    if workers > 1 and not task.complete():
-        preload_for_workers(("minerflow.plotting.classifier", "minerflow.plotting.training"))
     # luigi logs each failure with its traceback; the CLI reports the one-line error instead
     interface = logging.getLogger("luigi-interface")
     previous = interface.level
     interface.setLevel(logging.CRITICAL)
     try:
-        ok = luigi.build([task], local_scheduler=True, workers=workers, log_level="CRITICAL")
+        ok = build_locally(
+            [task],
+            workers,
+            ("minerflow.plotting.classifier", "minerflow.plotting.training"),
+            log_level="CRITICAL",
+        )
     finally:
         interface.setLevel(previous)
     print(format_summary(collect_records([task], token), time.time() - started))

@@ -15,10 +15,24 @@ from torch import nn
 
 from minerflow.errors import InputError
 
-__all__ = ["ACTIVATIONS", "DenseNet", "activation_function"]
+__all__ = ["ACTIVATIONS", "DenseNet", "activation_function", "tanh"]
+
+
+def tanh(x: torch.Tensor) -> torch.Tensor:
+    """tanh; on the CPU outside autograd computed as 2σ(2x) − 1.
+
+    torch's CPU tanh kernel is about ten times slower than its sigmoid on AVX-512 builds
+    (2.2 against 0.23 ns per float measured here), and evaluating a tanh network on a θ grid
+    is mostly activations: this halves it. The two agree to 2e-7 in float32. With autograd
+    (training, scores) torch's tanh stays: its backward passes are cheaper.
+    """
+    if x.is_cpu and not torch.is_grad_enabled():
+        return torch.sigmoid(x * 2.0).mul_(2.0).sub_(1.0)
+    return torch.tanh(x)
+
 
 ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
-    "tanh": torch.tanh,
+    "tanh": tanh,
     "relu": torch.relu,
     "sigmoid": torch.sigmoid,
     "lrelu": nn.functional.leaky_relu,

@@ -523,20 +523,26 @@ def observed_limits(
     luminosity: float,
     *,
     n_observed: float | None = None,
+    multiplicity: np.ndarray | Sequence[int] | None = None,
     **options: Unpack[LimitOptions],
 ) -> LimitResult:
-    """Limits from observed events ``x_observed`` (equal weights), as :func:`expected_limits`.
+    """Limits from observed events ``x_observed``, as :func:`expected_limits`.
 
-    ``n_observed`` (default ``len(x_observed)``) is the count in the Poisson term and scales
-    the kinematic term; ``events`` give σ(θ) and, unless ``templates`` is set, the templates.
+    ``multiplicity`` (default one each) says how often each row was observed: an event seen
+    k times is evaluated once and weighs k times. ``n_observed`` (default the number of
+    observations, ``Σ multiplicity``) is the count in the Poisson term and scales the
+    kinematic term; ``events`` give σ(θ) and, unless ``templates`` is set, the templates.
     """
     x = np.atleast_2d(np.asarray(x_observed, dtype=np.float64))
     if mode != "rate" and x.shape[1] != events.observations.shape[1]:
         raise InputError(
             _SOURCE, "x_observed", f"{events.observations.shape[1]} columns, got {x.shape[1]}"
         )
-    n = float(len(x)) if n_observed is None else float(n_observed)
+    counts = np.ones(len(x)) if multiplicity is None else np.asarray(multiplicity, dtype=float)
+    if counts.shape != (len(x),) or not (counts > 0).all():
+        raise InputError(_SOURCE, "multiplicity", f"{len(x)} positive counts, one per row")
+    n = float(counts.sum()) if n_observed is None else float(n_observed)
     if n < 0 or (mode != "rate" and len(x) == 0):
         raise InputError(_SOURCE, "x_observed", "observed events (and n_observed >= 0)")
-    weights = np.full(len(x), 1.0 / max(len(x), 1))
+    weights = counts / max(float(counts.sum()), 1.0)
     return _limits(mode, _Data(x, weights, n), events, grid, luminosity, **options)

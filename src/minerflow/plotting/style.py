@@ -25,6 +25,7 @@ __all__ = [
     "new_figure",
     "style_context",
     "styled",
+    "warm_up_drawing",
 ]
 
 #: Petroff's 10 colours (arXiv:2107.02270), chosen to stay distinct under the common forms of
@@ -108,3 +109,21 @@ def axis_label(name: str, unit: str | None = None) -> str:
     'θ₀'
     """
     return f"{name} [{unit}]" if unit else name
+
+
+def warm_up_drawing() -> None:
+    """Draw a small figure as PNG and PDF into memory.
+
+    The first drawing of a process loads the backends and fonts (a few tenths of a second);
+    done once before worker processes are forked, they all start with it done.
+    """
+    import io
+
+    with style_context():
+        figure, axes = new_figure(figsize=(2.0, 2.0))
+        axes.plot([0.0, 1.0], [0.0, 1.0], label=r"$\theta_0$")
+        axes.contour([[0.0, 1.0], [1.0, 2.0]])
+        axes.legend()
+        figure.colorbar(axes.pcolormesh([[0.0, 1.0]]), ax=axes)
+        for fmt in ("png", "pdf"):
+            figure.savefig(io.BytesIO(), format=fmt)

@@ -39,6 +39,8 @@ os.environ.setdefault("LAW_CONFIG_FILE", str(resources.files("minerflow") / "dat
 
 import law
 import luigi
+import luigi.interface
+import luigi.worker
 
 from minerflow.config.workflow_input import stable_hash
 from minerflow.io.atomic import atomic_dir
@@ -49,6 +51,7 @@ __all__ = [
     "MinerflowTask",
     "MinerflowWorkflow",
     "TaskRecord",
+    "build_locally",
     "collect_records",
     "folder_key",
     "format_summary",
@@ -87,19 +90,87 @@ def one_thread_in_forked_worker() -> None:
 
 
 def preload_for_workers(modules: Iterable[str] = ()) -> None:
-    """Import torch, MLflow and ``modules`` in this process before luigi forks its workers.
+    """Load in this process, before luigi forks its workers, what every task would load again.
 
-    Every training, evaluation and plot task logs to MLflow and draws figures; a worker forked
-    from a process that has these loaded starts with them instead of importing them again
-    (2-10 s per task on two cores). Call it with more than one local worker and work to do.
+    luigi forks one process per task, and a forked worker inherits the modules already loaded
+    here; whatever a task loads itself, every task loads again. So this imports torch, MLflow
+    and ``modules``, and runs the first use of what loads lazily: torch's optimizer step (which
+    imports ``torch._dynamo``, about 1 s), MLflow's model logging (GitPython, pyfunc) and the
+    first drawing of a figure in each format (backends, fonts).
     """
     import importlib
 
+    from minerflow.plotting.style import warm_up_drawing
     from minerflow.tracking.store import import_mlflow
 
     import_mlflow()  # first: it quiets MLflow's logging
     for name in ("torch", "mlflow.entities", "minerflow.tracking.runs", *modules):
         importlib.import_module(name)
+    for name in ("mlflow.pytorch", "mlflow.pyfunc", "git"):
+        with contextlib.suppress(ImportError):  # GitPython is optional for MLflow
+            importlib.import_module(name)
+    _warm_up_optimizer()
+    warm_up_drawing()
+
+
+class _PreloadingWorker(luigi.worker.Worker):
+    """A luigi worker that runs :func:`preload_for_workers` the first time it waits for a task.
+
+    By then the first tasks (sampling, reference results: no torch, no figures) are running in
+    their own processes, so the loading overlaps them instead of delaying them; every task
+    forked afterwards starts with everything loaded.
+    """
+
+    def __init__(self, *args: Any, preload: tuple[str, ...], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._preload: tuple[str, ...] | None = preload
+
+    def _handle_next_task(self) -> None:
+        if self._preload is not None:
+            modules, self._preload = self._preload, None
+            preload_for_workers(modules)
+        super()._handle_next_task()
+
+
+class _PreloadingFactory(luigi.interface._WorkerSchedulerFactory):
+    def __init__(self, preload: tuple[str, ...]) -> None:
+        self.preload = preload
+
+    def create_worker(
+        self, scheduler: Any, worker_processes: int, assistant: bool = False
+    ) -> luigi.worker.Worker:
+        return _PreloadingWorker(
+            scheduler=scheduler,
+            worker_processes=worker_processes,
+            assistant=assistant,
+            preload=self.preload,
+        )
+
+
+def build_locally(
+    tasks: Iterable[luigi.Task], workers: int, preload: Iterable[str] = (), **options: Any
+) -> Any:
+    """``luigi.build`` on the local scheduler; with several workers, tasks after the first
+    start with torch, MLflow, ``preload`` and first-use work loaded (:func:`preload_for_workers`).
+    ``options`` go to ``luigi.build`` (``detailed_summary``, ``log_level``)."""
+    factory = _PreloadingFactory(tuple(preload)) if workers > 1 else None
+    return luigi.build(
+        list(tasks),
+        worker_scheduler_factory=factory,
+        workers=workers,
+        local_scheduler=True,
+        **options,
+    )
+
+
+def _warm_up_optimizer() -> None:
+    """One Adam step on a throw-away parameter: torch imports its compiler stack on first use."""
+    import torch
+
+    parameter = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.Adam([parameter])
+    parameter.grad = torch.ones(1)
+    optimizer.step()
 
 
 def run_token() -> str:

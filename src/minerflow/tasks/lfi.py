@@ -34,11 +34,11 @@ from minerflow.tasks.base import (
     MinerflowTask,
     MinerflowWorkflow,
     TaskRecord,
+    build_locally,
     collect_records,
     folder_key,
     format_summary,
     new_run_token,
-    preload_for_workers,
 )
 from minerflow.tasks.remote import SlurmWorkflowMixin, slurm_summary, slurm_task_params
 
@@ -156,6 +156,19 @@ class _MethodRuns(LFITask, MinerflowWorkflow, SlurmWorkflowMixin):
 
     readable_keys = ("method", "run")
 
+    # Run here, the workflow requires its branches and each branch only its own input, so a
+    # branch starts as soon as that input exists (an evaluation does not wait for every
+    # training). A Slurm submission needs every input first: ``inputs_of_all_branches``.
+    local_workflow_require_branches = True
+
+    def workflow_requires(self) -> dict[str, Any]:
+        """Every branch's input for a Slurm submission; nothing of its own when run here."""
+        return self.inputs_of_all_branches() if self.effective_workflow == "slurm" else {}
+
+    def inputs_of_all_branches(self) -> dict[str, Any]:
+        """What the branches together need (the upstream workflows)."""
+        raise NotImplementedError(f"{type(self).__name__}.inputs_of_all_branches")
+
     def configured_resources(self) -> ResourceSettings | None:
         """The input file's ``resources:`` settings for this step (``default`` underneath)."""
         return self.workflow_input.resources.for_step(self.step)
@@ -196,14 +209,14 @@ class Sample(_MethodRuns):
             return {m: sampling_key(source, m) for m in source.methods}
         return sampling_key(source, self.method)
 
-    def workflow_requires(self) -> dict[str, Any]:
+    def inputs_of_all_branches(self) -> dict[str, Any]:
         """The toy event file, when there is no data file."""
-        toy = self.toy_task()
-        return {"events": toy} if toy is not None else {}
+        return self.requires()
 
     def requires(self) -> dict[str, Any]:
         """The toy event file, when there is no data file."""
-        return self.workflow_requires()
+        toy = self.toy_task()
+        return {"events": toy} if toy is not None else {}
 
     def samples_dir(self) -> Path:
         """The finished sample folder of this branch."""
@@ -291,7 +304,7 @@ class Train(_SweptRuns):
             return {m: training_key(source, m) for m in source.methods}
         return training_key(source, self.method)
 
-    def workflow_requires(self) -> dict[str, Any]:
+    def inputs_of_all_branches(self) -> dict[str, Any]:
         """Every sample."""
         return {"samples": Sample.req(self)}
 
@@ -330,7 +343,7 @@ class Evaluate(_SweptRuns):
             return {m: source.step_config("evaluation", m) for m in source.methods}
         return source.step_config("evaluation", self.method)
 
-    def workflow_requires(self) -> dict[str, Any]:
+    def inputs_of_all_branches(self) -> dict[str, Any]:
         """Every model."""
         return {"models": Train.req(self)}
 
@@ -626,10 +639,17 @@ def _workflow_run(
 
 # what Train, Evaluate and Plot import: loaded once before luigi forks its workers
 _WORKER_MODULES = (
-    "mlflow.pytorch",
     "minerflow.workflow.training",
     "minerflow.workflow.evaluation",
     "minerflow.workflow.plotting",
+    "minerflow.ml.persistence",
+    "minerflow.physics.limits",
+    "minerflow.physics.fisher",
+    "minerflow.plotting.correlations",
+    "minerflow.plotting.fisher",
+    "minerflow.plotting.limits",
+    "minerflow.plotting.rates",
+    "minerflow.plotting.training",
 )
 
 
@@ -643,10 +663,8 @@ def _build(target: luigi.Task, workers: int, root: Path, token: str) -> None:
             handle.write(f"{task.get_task_family()}{_branch_text(task)}: {error}\n")
 
     LFITask.event_handler(luigi.Event.FAILURE)(_failed)
-    if workers > 1 and not target.complete():
-        preload_for_workers(_WORKER_MODULES)
     try:
-        result = luigi.build([target], workers=workers, local_scheduler=True, detailed_summary=True)
+        result = build_locally([target], workers, _WORKER_MODULES, detailed_summary=True)
     finally:
         LFITask.remove_event_handler(luigi.Event.FAILURE, _failed)
     if result.status not in (

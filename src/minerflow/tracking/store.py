@@ -83,6 +83,9 @@ def experiment_name(step: str) -> str:
 def import_mlflow() -> ModuleType:
     """Import MLflow once, with its informational logging and warnings turned off."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    # a database connection must not cross a fork: luigi's worker processes inherit this
+    # process's store, so every operation opens its own (cheap for SQLite)
+    os.environ.setdefault("MLFLOW_SQLALCHEMYSTORE_POOLCLASS", "NullPool")
     import mlflow
 
     for name, level in (("mlflow", logging.WARNING), ("mlflow.pytorch", logging.ERROR)):

@@ -450,14 +450,16 @@ def _expected_limits(
         rng = derived_rng(seed, "asimov")
         index = asimov_subsample(events.observations, weights, ASIMOV_EVENTS, rng)
         if index is not None:
-            count = setting.luminosity * float(weights.sum())
+            # a heavy event is drawn several times: evaluate it once, count it as often
+            rows, drawn = np.unique(index, return_counts=True)
             return limits.observed_limits(
                 "ml",
-                events.observations[index],
+                events.observations[rows],
                 events,
                 grid,
                 setting.luminosity,
-                n_observed=count,
+                n_observed=setting.luminosity * float(weights.sum()),
+                multiplicity=drawn,
                 **options,
             )
     return limits.expected_limits(

@@ -101,12 +101,11 @@ def make_plots(
         plot_pvalue_maps,
     )
     from minerflow.plotting.rates import plot_cross_section_map
-    from minerflow.plotting.save import save_figure
+    from minerflow.plotting.save import FigureJob, draw_figures
     from minerflow.plotting.training import plot_training_history
 
     target = Path(plot_dir)
     settings = workflow_input.plotting
-    written: list[Path] = []
     results = {Path(d).name: Path(d) for d in sorted(map(str, result_dirs))}
     if not results:
         raise InputError("plotting", RESULTS_FOLDER, "at least one evaluated model (run evaluate)")
@@ -122,9 +121,9 @@ def make_plots(
     common: dict[str, Any] = {"parameter_labels": labels} if labels else {}
     truth = reference_limits.get("truth", (None, 0))[0]
     truth_kin = reference_limits.get("truth_kin", (None, 0))[0]
-
-    def save(figure: Any, name: str) -> None:
-        written.extend(save_figure(figure, target / name))
+    # the comparisons (many panels, the slowest) first: they are drawn in parallel in order
+    comparisons: list[FigureJob] = []
+    jobs: list[FigureJob] = []
 
     with_rate: dict[str, np.ndarray] = {}
     kinematic: dict[str, np.ndarray] = {}
@@ -135,32 +134,34 @@ def make_plots(
         with_rate[name] = p_values
         if kin is not None:
             kinematic[name] = limits[kin][0]
-        save(
-            plot_pvalue_map(
-                grid,
-                p_values,
-                method=name,
-                best_fit=best,
-                truth_p_values=truth,
-                theta_true=theta_true,
-                **common,
-            ),
-            f"pvalue_{name}",
+        jobs.append(
+            FigureJob(
+                f"pvalue_{name}",
+                plot_pvalue_map,
+                (grid, p_values),
+                {
+                    "method": name,
+                    "best_fit": best,
+                    "truth_p_values": truth,
+                    "theta_true": theta_true,
+                    **common,
+                },
+            )
         )
         members = _load(folder / "limits" / f"{main}_members.npy")
         if members is not None:
-            save(
-                plot_limit_spread(
-                    grid,
-                    p_values,
-                    members,
-                    np.load(folder / "limits" / f"{main}_q_std.npy"),
-                    method=name,
-                    truth_p_values=truth,
-                    theta_true=theta_true,
-                    **common,
-                ),
-                f"spread_{name}",
+            jobs.append(
+                FigureJob(
+                    f"spread_{name}",
+                    plot_limit_spread,
+                    (grid, p_values, members, np.load(folder / "limits" / f"{main}_q_std.npy")),
+                    {
+                        "method": name,
+                        "truth_p_values": truth,
+                        "theta_true": theta_true,
+                        **common,
+                    },
+                )
             )
     for mode in ("histo", "rate"):
         if mode in reference_limits:
@@ -168,37 +169,46 @@ def make_plots(
         if f"{mode}_kin" in reference_limits:
             kinematic[mode] = reference_limits[f"{mode}_kin"][0]
     if settings.all_methods_separate:
-        save(
-            plot_pvalue_maps(
-                grid, with_rate, truth_p_values=truth, theta_true=theta_true, **common
-            ),
-            "all_methods_separate",
+        comparisons.append(
+            FigureJob(
+                "all_methods_separate",
+                plot_pvalue_maps,
+                (grid, with_rate),
+                {
+                    "truth_p_values": truth,
+                    "theta_true": theta_true,
+                    **common,
+                },
+            )
         )
     if settings.all_methods:
         contours = {**with_rate, **{f"{k}{_KIN}": v for k, v in kinematic.items()}}
-        chosen = settings.all_methods_pvalue
-        save(
-            plot_limit_contours(
-                grid,
-                contours,
-                truth_p_values=truth,
-                theta_true=theta_true,
-                background=_background(with_rate, chosen),
-                **common,
-            ),
-            "all_methods",
+        comparisons.append(
+            FigureJob(
+                "all_methods",
+                plot_limit_contours,
+                (grid, contours),
+                {
+                    "truth_p_values": truth,
+                    "theta_true": theta_true,
+                    "background": _background(with_rate, settings.all_methods_pvalue),
+                    **common,
+                },
+            )
         )
         if truth_kin is not None and kinematic:
-            save(
-                plot_limit_contours(
-                    grid,
-                    {f"{k}{_KIN}": v for k, v in kinematic.items()},
-                    truth_p_values=truth_kin,
-                    theta_true=theta_true,
-                    title="kinematics only (no rate term)",
-                    **common,
-                ),
-                "all_methods_kin",
+            comparisons.append(
+                FigureJob(
+                    "all_methods_kin",
+                    plot_limit_contours,
+                    (grid, {f"{k}{_KIN}": v for k, v in kinematic.items()}),
+                    {
+                        "truth_p_values": truth_kin,
+                        "theta_true": theta_true,
+                        "title": "kinematics only (no rate term)",
+                        **common,
+                    },
+                )
             )
     if settings.correlations and toy:
         for name, folder in results.items():
@@ -206,28 +216,39 @@ def make_plots(
                 continue
             llr, true_llr = _load(folder / "llr.npy"), _load(folder / "true_llr.npy")
             if llr is not None and true_llr is not None:
-                save(plot_log_r_correlation(true_llr, llr, method=name), f"correlation_llr_{name}")
+                jobs.append(
+                    FigureJob(
+                        f"correlation_llr_{name}",
+                        plot_log_r_correlation,
+                        (true_llr, llr),
+                        {"method": name},
+                    )
+                )
             scores, true_scores = _load(folder / "scores.npy"), _load(folder / "true_scores.npy")
             if scores is not None and true_scores is not None:
                 n_p = scores.shape[-1]  # ratio models: one score per (θ, event) pair
-                save(
-                    plot_score_correlation(
-                        true_scores.reshape(-1, n_p),
-                        scores.reshape(-1, n_p),
-                        method=name,
-                        **common,
-                    ),
-                    f"correlation_score_{name}",
+                jobs.append(
+                    FigureJob(
+                        f"correlation_score_{name}",
+                        plot_score_correlation,
+                        (true_scores.reshape(-1, n_p), scores.reshape(-1, n_p)),
+                        {
+                            "method": name,
+                            **common,
+                        },
+                    )
                 )
     if settings.rates and reference is not None and (reference / "xsecs.npy").is_file():
-        save(
-            plot_cross_section_map(
-                np.load(reference / "grid.npy"),
-                np.load(reference / "xsecs.npy"),
-                theta_ref=theta_true,
-                **common,
-            ),
-            "cross_section",
+        jobs.append(
+            FigureJob(
+                "cross_section",
+                plot_cross_section_map,
+                (np.load(reference / "grid.npy"), np.load(reference / "xsecs.npy")),
+                {
+                    "theta_ref": theta_true,
+                    **common,
+                },
+            )
         )
     informations: dict[str, np.ndarray] = {}
     fisher_theta = theta_true
@@ -241,16 +262,19 @@ def make_plots(
                 for k, v in content["information"].items()
             }
     if informations and grid.shape[1] == 2:
-        save(
-            plot_fisher_ellipses(
-                informations,
-                theta_ref=fisher_theta,
-                # the limit region: the ellipses are the linearised version of those limits
-                xlim=(float(grid[:, 0].min()), float(grid[:, 0].max())),
-                ylim=(float(grid[:, 1].min()), float(grid[:, 1].max())),
-                **common,
-            ),
-            "fisher_information",
+        jobs.append(
+            FigureJob(
+                "fisher_information",
+                plot_fisher_ellipses,
+                (informations,),
+                {
+                    "theta_ref": fisher_theta,
+                    # the limit region: the ellipses are the linearised version of those limits
+                    "xlim": (float(grid[:, 0].min()), float(grid[:, 0].max())),
+                    "ylim": (float(grid[:, 1].min()), float(grid[:, 1].max())),
+                    **common,
+                },
+            )
         )
     for folder in map(Path, model_dirs):
         history_path = folder / "history.json"
@@ -259,16 +283,19 @@ def make_plots(
         history = json.loads(history_path.read_text())
         validation = {k: v for k, v in history["validation"].items() if v}
         best = history.get("best_epoch")
-        save(
-            plot_training_history(
-                history["train"],
-                validation or None,
-                monitor="total",
-                best=None if best is None else best + 1,
-                title=folder.name,
-            ),
-            f"training_{folder.name}",
+        jobs.append(
+            FigureJob(
+                f"training_{folder.name}",
+                plot_training_history,
+                (history["train"], validation or None),
+                {
+                    "monitor": "total",
+                    "best": None if best is None else best + 1,
+                    "title": folder.name,
+                },
+            )
         )
+    written = draw_figures([*comparisons, *jobs], target)
     with step_run(
         STEP,
         tracking_dir or target.parent,

@@ -109,18 +109,6 @@ def _train_arguments(estimator: Any, arrays: dict[str, np.ndarray]) -> dict[str,
     return {k: v for k, v in given.items() if k in accepted}
 
 
-def _plot_history(history: Any, stem: Path, title: str) -> list[Path]:
-    from minerflow.plotting.save import save_figure
-    from minerflow.plotting.training import plot_training_history
-
-    validation = {k: v for k, v in history.validation.items() if v}
-    best = None if history.best_epoch is None else history.best_epoch + 1
-    figure = plot_training_history(
-        history.train, validation or None, monitor="total", best=best, title=title
-    )
-    return save_figure(figure, stem)
-
-
 def _existing(path: str | None) -> str | None:
     """``path`` if that file still exists (provenance tags need the file for its checksum)."""
     return path if path and Path(path).is_file() else None
@@ -138,8 +126,9 @@ def train(
     """Train on ``train_folder`` (a ``Samples_<method>_<run>`` folder); write ``models/<name>``.
 
     Logs to MLflow (experiment ``minerflow-training``): the settings, every loss term per
-    epoch (``train_<term>``, ``val_<term>``), the learning rate, the model (``mlflow.pytorch``
-    and the model folder) and the training-curve figure. Returns the model folder.
+    epoch (``train_<term>``, ``val_<term>``), the learning rate and the model (``mlflow.pytorch``
+    and the model folder); the plot step draws the curves from ``history.json``. Returns the
+    model folder.
     Checkpoints go to ``checkpoint_root`` (default ``<output_dir>/models/.checkpoints``), which
     must outlive an interrupted run for the training to resume.
     """
@@ -181,7 +170,6 @@ def train(
         with atomic_dir(target) as tmp:
             estimator.save(tmp)
             save_json(tmp / "history.json", history.to_dict())
-            _plot_history(history, tmp / "training_curves", f"{name} ({estimator.method})")
             record(
                 tmp,
                 STEP,
