@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -61,3 +63,49 @@ def test_many_processes_create_one_new_store_at_once(
     assert (workdir / "mlflow.db.lock").is_file()
     names = [e.name for e in client(workdir).search_experiments()]
     assert names.count(experiment_name("race")) == 1
+
+
+def _schema(database: Path) -> list[tuple[str, list[str]]]:
+    """Every table, index and the schema version (MLflow's migrations order a table's
+    constraints differently from one run to the next, so lines are compared as a set)."""
+    with contextlib.closing(sqlite3.connect(database)) as connection:
+        rows = connection.execute("SELECT name, sql FROM sqlite_master ORDER BY name").fetchall()
+        version = connection.execute("SELECT version_num FROM alembic_version").fetchall()
+    tables = [
+        (name, sorted(line.strip(" ,") for line in (sql or "").splitlines())) for name, sql in rows
+    ]
+    return [*tables, ("alembic", [str(version)])]
+
+
+def test_a_new_store_is_a_copy_of_mlflows_own_empty_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    mlflow = import_mlflow()
+    direct = tmp_path / "direct.db"
+    mlflow.MlflowClient(f"sqlite:///{direct}").search_experiments()  # MLflow's migrations
+    for name in ("first", "second"):  # the first builds the cached template, the second copies
+        workdir = tmp_path / name
+        mlflow_client = client(workdir)
+        assert _schema(workdir / "mlflow.db") == _schema(direct)
+        default = mlflow_client.get_experiment("0")
+        assert default.name == "Default"
+        assert default.artifact_location == str(workdir / "mlartifacts" / "0")
+        run = mlflow_client.create_run(experiment_id(mlflow_client, experiment_name("copy")))
+        mlflow_client.log_metric(run.info.run_id, "x", 1.5)
+        assert mlflow_client.get_run(run.info.run_id).data.metrics == {"x": 1.5}
+    assert [p.name for p in (tmp_path / "cache" / "minerflow").iterdir()] == [
+        f"mlflow-{mlflow.__version__}-empty.db"
+    ]
+
+
+def test_without_a_writable_cache_mlflow_builds_the_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    (tmp_path / "not-a-folder").write_text("")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "not-a-folder"))
+    mlflow_client = client(tmp_path / "work")
+    assert mlflow_client.get_experiment("0").name == "Default"
+    assert [p.name for p in (tmp_path / "work").iterdir() if p.suffix == ".tmp"] == []

@@ -125,7 +125,44 @@ def client(workdir: str | os.PathLike[str]) -> MlflowClient:
     if database is None:
         return mlflow.MlflowClient(uri)
     with file_lock(database.with_name(f"{database.name}.lock")):
+        if not database.exists():
+            _copy_empty_store(database)
         return mlflow.MlflowClient(uri)
+
+
+def _copy_empty_store(database: Path) -> None:
+    """Create ``database`` as a copy of an empty store kept in the user's cache.
+
+    MLflow builds a new SQLite store by running its ~70 schema migrations one by one (about
+    1.5 s); for one MLflow version they always give the same empty database (up to the order
+    of a table's constraints), so it is built once per version, kept in
+    ``$XDG_CACHE_HOME/minerflow`` (else ``~/.cache/minerflow``) and copied. The copy's default
+    experiment gets an artifact folder beside it (MLflow's would lie under
+    the current directory). Without a writable cache MLflow creates the store as usual.
+    """
+    import shutil
+    import sqlite3
+
+    mlflow = import_mlflow()
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "minerflow"
+    template = cache / f"mlflow-{mlflow.__version__}-empty.db"
+    try:
+        if not template.is_file():
+            cache.mkdir(parents=True, exist_ok=True)
+            building = template.with_name(f".{template.name}.{os.getpid()}.tmp")
+            mlflow.MlflowClient(f"sqlite:///{building}").search_experiments()
+            os.replace(building, template)
+        database.parent.mkdir(parents=True, exist_ok=True)
+        copy = database.with_name(f".{database.name}.{os.getpid()}.tmp")
+        shutil.copyfile(template, copy)
+    except OSError:
+        return
+    with contextlib.closing(sqlite3.connect(copy)) as connection, connection:
+        location = database.parent / "mlartifacts" / "0"
+        connection.execute(
+            "UPDATE experiments SET artifact_location = ? WHERE experiment_id = 0", (str(location),)
+        )
+    os.replace(copy, database)
 
 
 def experiment_id(mlflow_client: MlflowClient, name: str) -> str:
