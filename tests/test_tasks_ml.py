@@ -20,8 +20,9 @@ from minerflow.io.columnar import write_parquet
 from minerflow.ml.folds import assign_folds
 from minerflow.physics.toy_events import ToyProcess, generate_events, write_toy_analysis
 from minerflow.plotting.metrics import roc_curve, weighted_confusion_matrix
-from minerflow.tasks.base import collect_records, new_run_token, preload_for_workers
+from minerflow.tasks.base import build_locally, collect_records, new_run_token
 from minerflow.tasks.ml import (
+    WORKER_MODULES,
     MLEvaluation,
     MLTraining,
     PlotMLResults,
@@ -54,9 +55,7 @@ def _analysis(base: Path, n_events: int = 1200) -> Path:
 def _build(*tasks: luigi.Task, workers: int = 1) -> bool:
     """Run ``tasks`` as ``minerflow ml`` does (forked workers start with MLflow imported)."""
     new_run_token()
-    if workers > 1:
-        preload_for_workers()
-    return luigi.build(list(tasks), local_scheduler=True, workers=workers, log_level="CRITICAL")
+    return build_locally(tasks, workers, WORKER_MODULES, log_level="CRITICAL")
 
 
 def _params(workdir: Path, analysis: Path, model: str = "lin_binary", **extra: str) -> dict:

@@ -192,7 +192,7 @@ def execute(task: Any, workdir: Path, workers: int) -> list[Path]:
 
     from minerflow.errors import MinerflowError
     from minerflow.tasks.base import build_locally, collect_records, format_summary, new_run_token
-    from minerflow.tasks.ml import read_failures
+    from minerflow.tasks.ml import WORKER_MODULES, read_failures
     from minerflow.tasks.remote import slurm_summary
 
     token = new_run_token()
@@ -205,7 +205,7 @@ def execute(task: Any, workdir: Path, workers: int) -> list[Path]:
         ok = build_locally(
             [task],
             workers,
-            ("minerflow.plotting.classifier", "minerflow.plotting.training"),
+            WORKER_MODULES,
             log_level="CRITICAL",
         )
     finally:

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 import numpy as np
-from scipy import stats
+from scipy import special
 
 from minerflow.errors import InputError
 from minerflow.physics.histograms import (
@@ -234,7 +234,7 @@ def linearized_contour(
         raise InputError(_SOURCE, "information", "a positive-definite matrix (finite contour)")
     if not 0 < confidence_level < 1:
         raise InputError(_SOURCE, "confidence_level", "a probability in (0, 1)")
-    q = stats.chi2.ppf(confidence_level, 2 if dof is None else dof)
+    q = special.chdtri(2 if dof is None else dof, 1.0 - confidence_level)  # χ² quantile
     angle = np.linspace(0.0, 2.0 * np.pi, n_points)
     circle = np.stack([np.cos(angle), np.sin(angle)])
     return (

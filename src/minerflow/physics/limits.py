@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol, TypedDict, Unpack, runtime_checkable
 
 import numpy as np
-from scipy import stats
+from scipy import special
 
 from minerflow.errors import InputError
 from minerflow.physics.histograms import (
@@ -164,7 +164,7 @@ def p_values(log_likelihood: np.ndarray, dof: int) -> tuple[np.ndarray, np.ndarr
     """
     best = int(np.argmax(log_likelihood))
     delta = log_likelihood - log_likelihood[best]
-    return delta, stats.chi2.sf(-2.0 * delta, dof), best
+    return delta, special.chdtrc(dof, -2.0 * delta), best  # χ² survival function
 
 
 @dataclass(frozen=True)

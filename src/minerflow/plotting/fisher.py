@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
-from scipy import stats
+from scipy import special
 
 from minerflow.errors import InputError
 from minerflow.plotting.limits import DEFAULT_PARAMETER_LABELS
@@ -79,7 +79,7 @@ def plot_fisher_ellipses(
         raise InputError("plot_fisher_ellipses", "informations", "at least one matrix")
     if not 0.0 < cl < 1.0:
         raise InputError("plot_fisher_ellipses", "cl", f"a value in (0, 1), got {cl}")
-    threshold = float(stats.chi2.ppf(cl, 2))
+    threshold = float(special.chdtri(2, 1.0 - cl))  # χ² quantile
     centre = np.asarray(theta_ref, dtype=np.float64)
     figure, ax = new_figure(figsize=(9.6, 6.8))
     half_widths: list[np.ndarray] = []

@@ -12,7 +12,7 @@ from matplotlib.figure import Figure
 
 from minerflow.errors import InputError
 from minerflow.io.atomic import atomic_path
-from minerflow.plotting.style import style_context
+from minerflow.plotting.style import style_context, warm_up_drawing
 
 __all__ = ["SUPPORTED_FORMATS", "FigureJob", "draw_figures", "save_figure"]
 
@@ -96,6 +96,7 @@ def draw_figures(
     workers = min(len(todo), len(os.sched_getaffinity(0)))
     if workers < 2:
         return [path for job in todo for path in _draw(job, target, formats)]
+    warm_up_drawing()  # once here, not once in every drawing process
     context = multiprocessing.get_context("fork")
     with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
         done = list(pool.map(_draw, todo, [target] * len(todo), [formats] * len(todo)))

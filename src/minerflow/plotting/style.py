@@ -111,19 +111,26 @@ def axis_label(name: str, unit: str | None = None) -> str:
     return f"{name} [{unit}]" if unit else name
 
 
-def warm_up_drawing() -> None:
-    """Draw a small figure as PNG and PDF into memory.
+_WARM: set[str] = set()
 
-    The first drawing of a process loads the backends and fonts (a few tenths of a second);
-    done once before worker processes are forked, they all start with it done.
+
+def warm_up_drawing(formats: tuple[str, ...] = ("png", "pdf")) -> None:
+    """Draw a small figure of every kind of element into memory, once per format.
+
+    The first drawing of a process loads fonts, the formula parser, the backend and the code
+    of each artist; done once before worker processes are forked (or inherited from the
+    process they were forked from), they all start with it done.
     """
     import io
 
-    with style_context():
-        figure, axes = new_figure(figsize=(2.0, 2.0))
-        axes.plot([0.0, 1.0], [0.0, 1.0], label=r"$\theta_0$")
-        axes.contour([[0.0, 1.0], [1.0, 2.0]])
-        axes.legend()
-        figure.colorbar(axes.pcolormesh([[0.0, 1.0]]), ax=axes)
-        for fmt in ("png", "pdf"):
+    for fmt in formats:
+        if fmt in _WARM:
+            continue
+        with style_context():
+            figure, axes = new_figure(figsize=(2.0, 2.0))
+            axes.plot([0.0, 1.0], [0.0, 1.0], label=r"$\theta_0$")
+            axes.contour([[0.0, 1.0], [1.0, 2.0]])
+            axes.legend()
+            figure.colorbar(axes.pcolormesh([[0.0, 1.0]]), ax=axes)
             figure.savefig(io.BytesIO(), format=fmt)
+        _WARM.add(fmt)

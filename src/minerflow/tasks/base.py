@@ -26,7 +26,7 @@ import socket
 import sys
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -90,50 +90,94 @@ def one_thread_in_forked_worker() -> None:
 
 
 def preload_for_workers(modules: Iterable[str] = ()) -> None:
-    """Load in this process, before luigi forks its workers, what every task would load again.
+    """Load ``modules`` in this process, and do their first use, before luigi forks workers.
 
     luigi forks one process per task, and a forked worker inherits the modules already loaded
-    here; whatever a task loads itself, every task loads again. So this imports torch, MLflow
-    and ``modules``, and runs the first use of what loads lazily: torch's optimizer step (which
-    imports ``torch._dynamo``, about 1 s), MLflow's model logging (GitPython, pyfunc) and the
-    first drawing of a figure in each format (backends, fonts).
+    here; whatever a task loads itself, every task loads again. Some libraries also load more
+    on first use: torch's first optimizer step imports its compiler stack (about 1 s), MLflow's
+    first model logging maps every installed package to its modules (0.6 s), and the first
+    figure drawn in a format loads fonts and backend code. Those happen here too, for
+    ``torch.optim``, ``mlflow.pytorch`` and matplotlib's ``backend_agg`` / ``backend_pdf``.
     """
     import importlib
 
-    from minerflow.plotting.style import warm_up_drawing
     from minerflow.tracking.store import import_mlflow
 
     import_mlflow()  # first: it quiets MLflow's logging
-    for name in ("torch", "mlflow.entities", "minerflow.tracking.runs", *modules):
+    for name in modules:
         importlib.import_module(name)
-    for name in ("mlflow.pytorch", "mlflow.pyfunc", "git"):
+        warm_up = _FIRST_USE.get(name)
+        if warm_up is not None:
+            warm_up()
+
+
+def _warm_up_optimizer() -> None:
+    """One Adam step on a throw-away parameter."""
+    import torch
+
+    parameter = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.Adam([parameter])
+    parameter.grad = torch.ones(1)
+    optimizer.step()
+
+
+def _warm_up_model_logging() -> None:
+    """What ``mlflow.pytorch.log_model`` loads and computes before it writes anything."""
+    import importlib
+
+    from mlflow.utils.requirements_utils import warn_dependency_requirement_mismatches
+
+    from minerflow.tracking.runs import torch_requirements
+
+    for name in ("mlflow.pyfunc", "git"):
         with contextlib.suppress(ImportError):  # GitPython is optional for MLflow
             importlib.import_module(name)
-    _warm_up_optimizer()
-    warm_up_drawing()
+    warn_dependency_requirement_mismatches(torch_requirements())
+
+
+def _warm_up_png() -> None:
+    from minerflow.plotting.style import warm_up_drawing
+
+    warm_up_drawing(("png",))
+
+
+def _warm_up_pdf() -> None:
+    from minerflow.plotting.style import warm_up_drawing
+
+    warm_up_drawing(("pdf",))
+
+
+_FIRST_USE: dict[str, Callable[[], None]] = {
+    "torch.optim": _warm_up_optimizer,
+    "mlflow.pytorch": _warm_up_model_logging,
+    "matplotlib.backends.backend_agg": _warm_up_png,
+    "matplotlib.backends.backend_pdf": _warm_up_pdf,
+}
 
 
 class _PreloadingWorker(luigi.worker.Worker):
-    """A luigi worker that runs :func:`preload_for_workers` the first time it waits for a task.
+    """A luigi worker that loads the ``preload`` modules, one at a time, while it waits.
 
-    By then the first tasks (sampling, reference results: no torch, no figures) are running in
-    their own processes, so the loading overlaps them instead of delaying them; every task
-    forked afterwards starts with everything loaded.
+    It waits when no further task can start, and loads a module only while no finished task
+    is waiting to be handled, so the loading overlaps the running tasks instead of holding
+    back the next ones: the first tasks (sampling, reference results) need none of it, and
+    every task forked after a module is loaded starts with it. List the modules in the order
+    the tasks need them (training, evaluation, figures).
     """
 
-    def __init__(self, *args: Any, preload: tuple[str, ...], **kwargs: Any) -> None:
+    def __init__(self, *args: Any, preload: Sequence[str], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._preload: tuple[str, ...] | None = preload
+        self._pending = list(preload)
 
     def _handle_next_task(self) -> None:
-        if self._preload is not None:
-            modules, self._preload = self._preload, None
-            preload_for_workers(modules)
+        while self._pending and self._task_result_queue.empty():
+            preload_for_workers(self._pending[:1])
+            del self._pending[0]
         super()._handle_next_task()
 
 
 class _PreloadingFactory(luigi.interface._WorkerSchedulerFactory):
-    def __init__(self, preload: tuple[str, ...]) -> None:
+    def __init__(self, preload: Sequence[str]) -> None:
         self.preload = preload
 
     def create_worker(
@@ -148,12 +192,15 @@ class _PreloadingFactory(luigi.interface._WorkerSchedulerFactory):
 
 
 def build_locally(
-    tasks: Iterable[luigi.Task], workers: int, preload: Iterable[str] = (), **options: Any
+    tasks: Iterable[luigi.Task],
+    workers: int,
+    preload: Sequence[str] = (),
+    **options: Any,
 ) -> Any:
-    """``luigi.build`` on the local scheduler; with several workers, tasks after the first
-    start with torch, MLflow, ``preload`` and first-use work loaded (:func:`preload_for_workers`).
-    ``options`` go to ``luigi.build`` (``detailed_summary``, ``log_level``)."""
-    factory = _PreloadingFactory(tuple(preload)) if workers > 1 else None
+    """``luigi.build`` on the local scheduler. With several workers, the ``preload`` modules
+    (:func:`preload_for_workers`) are loaded while the first tasks run, whenever the worker
+    waits for them. ``options`` go to ``luigi.build`` (``detailed_summary``, ...)."""
+    factory = _PreloadingFactory(preload) if workers > 1 else None
     return luigi.build(
         list(tasks),
         worker_scheduler_factory=factory,
@@ -161,16 +208,6 @@ def build_locally(
         local_scheduler=True,
         **options,
     )
-
-
-def _warm_up_optimizer() -> None:
-    """One Adam step on a throw-away parameter: torch imports its compiler stack on first use."""
-    import torch
-
-    parameter = torch.nn.Parameter(torch.zeros(1))
-    optimizer = torch.optim.Adam([parameter])
-    parameter.grad = torch.ones(1)
-    optimizer.step()
 
 
 def run_token() -> str:

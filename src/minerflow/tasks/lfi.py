@@ -199,6 +199,9 @@ class Sample(_MethodRuns):
     """Training samples of one method and sampling run (``Samples_<method>_<run>/``)."""
 
     step = "sample"
+    # before any training when both could start: samples are quick, need no torch, and every
+    # sample done lets one more training start
+    priority = 10
 
     def step_key(self) -> dict[str, Any]:
         """The sampling settings of this branch's method (all methods for the workflow)."""
@@ -375,6 +378,7 @@ class Reference(LFITask):
     """Model-independent results: σ(θ), rate / histogram / truth limits, Fisher information."""
 
     step = "reference"
+    priority = Sample.priority  # needs no torch: runs while the trainings' modules load
 
     def step_key(self) -> dict[str, Any]:
         """Limit, histogram and Fisher settings and the test split."""
@@ -637,14 +641,23 @@ def _workflow_run(
             yield parent.run_id
 
 
-# what Train, Evaluate and Plot import: loaded once before luigi forks its workers
+# what Train, Evaluate and Plot load, in the order they need it: loaded before luigi forks them
 _WORKER_MODULES = (
+    "torch",
+    "torch.optim",
     "minerflow.workflow.training",
+    "minerflow.tracking.runs",
+    "mlflow.pytorch",
     "minerflow.workflow.evaluation",
-    "minerflow.workflow.plotting",
     "minerflow.ml.persistence",
     "minerflow.physics.limits",
     "minerflow.physics.fisher",
+    "matplotlib.figure",
+    "mplhep",
+    "minerflow.plotting.style",
+    "matplotlib.backends.backend_agg",
+    "matplotlib.backends.backend_pdf",
+    "minerflow.workflow.plotting",
     "minerflow.plotting.correlations",
     "minerflow.plotting.fisher",
     "minerflow.plotting.limits",

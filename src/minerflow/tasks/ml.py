@@ -57,6 +57,7 @@ from minerflow.workflow import ml_steps
 from minerflow.workflow.ml_steps import OpChain
 
 __all__ = [
+    "WORKER_MODULES",
     "MLEvaluation",
     "MLTraining",
     "PlotMLResults",
@@ -65,6 +66,21 @@ __all__ = [
     "read_failures",
     "run_task_here",
 ]
+
+# what the ML tasks load, in the order they need it, before luigi forks them (build_locally)
+WORKER_MODULES = (
+    "torch",
+    "torch.optim",
+    "minerflow.tracking.runs",
+    "mlflow.pytorch",
+    "matplotlib.figure",
+    "mplhep",
+    "minerflow.plotting.style",
+    "matplotlib.backends.backend_agg",
+    "matplotlib.backends.backend_pdf",
+    "minerflow.plotting.classifier",
+    "minerflow.plotting.training",
+)
 
 _ANALYSES: dict[tuple[str, int], Any] = {}
 

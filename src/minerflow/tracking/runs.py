@@ -33,6 +33,7 @@ __all__ = [
     "flatten_params",
     "metric_history",
     "read_run",
+    "torch_requirements",
     "tracked_run",
 ]
 
@@ -63,6 +64,13 @@ def flatten_params(params: Mapping[str, Any], prefix: str = "") -> dict[str, str
             text = str(value)
         flat[name] = text[:_MAX_PARAM_VALUE]
     return flat
+
+
+def torch_requirements() -> list[str]:
+    """The pip requirements of a logged torch model: this torch, without its build label."""
+    import torch
+
+    return [f"torch=={torch.__version__.split('+')[0]}"]
 
 
 class TrackedRun:
@@ -120,7 +128,6 @@ class TrackedRun:
         Requirements are given explicitly: MLflow would otherwise spend about 11 s inferring
         them. Without an input example the model is pickled (its class must be importable).
         """
-        import torch
 
         mlflow = import_mlflow()
         mlflow_pytorch = importlib.import_module("mlflow.pytorch")
@@ -135,7 +142,7 @@ class TrackedRun:
                 info = mlflow_pytorch.log_model(
                     model,
                     name=name,
-                    pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
+                    pip_requirements=torch_requirements(),
                     input_example=input_example,
                     serialization_format=None if input_example is not None else "pickle",
                 )
