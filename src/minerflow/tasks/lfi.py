@@ -214,12 +214,12 @@ class Sample(_MethodRuns):
 
     def inputs_of_all_branches(self) -> dict[str, Any]:
         """The toy event file, when there is no data file."""
-        return self.requires()
+        toy = self.toy_task()
+        return {"events": toy} if toy is not None else {}
 
     def requires(self) -> dict[str, Any]:
         """The toy event file, when there is no data file."""
-        toy = self.toy_task()
-        return {"events": toy} if toy is not None else {}
+        return self.inputs_of_all_branches()
 
     def samples_dir(self) -> Path:
         """The finished sample folder of this branch."""
