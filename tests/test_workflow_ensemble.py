@@ -130,6 +130,28 @@ def test_plots_show_the_ensembles(two_runs: dict[str, Any]) -> None:
     assert "spread_sally_ensemble.pdf" in written and "spread_alices_0.png" not in written
 
 
+@pytest.mark.slow
+def test_the_coordinated_run_evaluates_the_same_ensembles(
+    two_runs: dict[str, Any], tmp_path: Path
+) -> None:
+    from minerflow.tasks.lfi import run_workflow
+
+    work = tmp_path / "work"
+    result = run_workflow(work, data_file=two_runs["data"], overrides=TINY, workers=2)
+    assert {r.step for r in result.records if r.status == "ran"} >= {"ensemble", "plot"}
+    for method in ("alices", "sally"):
+        (found,) = (work / "ensemble" / "v1").glob(f"method={method}__*/results/{method}_ensemble")
+        by_steps = two_runs["work"] / "results" / f"{method}_ensemble"
+        for name in ("scores.npy", "scores_std.npy", f"limits/{_MAIN[method]}_members.npy"):
+            np.testing.assert_allclose(np.load(found / name), np.load(by_steps / name), atol=1e-9)
+    assert {"pvalue_alices_ensemble.png", "spread_sally_ensemble.png"} <= {
+        p.name for p in result.plots_dir.iterdir()
+    }
+
+
+_MAIN = {"alices": "ml", "sally": "sally"}
+
+
 def test_an_ensemble_needs_two_models_of_one_method(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="two or more models"):
         evaluation.evaluate_ensemble(

@@ -6,8 +6,10 @@ by the settings that determine it (:mod:`minerflow.tasks.base`). Sample, Train a
 workflows with one branch per method × sampling run, so ``--workers N`` runs them in
 parallel, or ``--workflow slurm`` as Slurm jobs (:mod:`minerflow.tasks.remote`). With
 ``--sweep alpha=1,10`` Train and Evaluate have one branch per method × run × sweep point, all
-points training on the same sample. Without a data file the toy simulator's event file is
-generated first (:class:`Toy`).
+points training on the same sample. Run locally, each branch waits only for its own input (an
+evaluation starts when its model is trained). With several sampling runs,
+:class:`EvaluateEnsemble` evaluates each method's models together. Without a data file the toy
+simulator's event file is generated first (:class:`Toy`).
 
 ``law run minerflow.Plot --version v1 --input-file input.yml --data-file data.h5`` runs all of
 it; ``minerflow run`` (:func:`run_workflow`) does the same, tracked under one parent MLflow
@@ -45,6 +47,7 @@ from minerflow.tasks.remote import SlurmWorkflowMixin, slurm_summary, slurm_task
 __all__ = [
     "TOY_FILE",
     "Evaluate",
+    "EvaluateEnsemble",
     "LFITask",
     "Plot",
     "Reference",
@@ -374,6 +377,61 @@ class Evaluate(_SweptRuns):
         )
 
 
+class EvaluateEnsemble(_MethodRuns):
+    """Each method's models over all sampling runs as one ensemble (``results/<m>_ensemble/``).
+
+    The mean prediction's limits, with every member's limits and the spread of −2Δlog L beside
+    them: what the ``evaluate`` step command adds once every run's model is there. Only asked
+    for (by :class:`Plot`) with more than one sampling run.
+    """
+
+    step = "ensemble"
+    readable_keys = ("method",)
+
+    def create_branch_map(self) -> list[dict[str, Any]]:
+        """``[{"method": m}, ...]`` in input order."""
+        return [{"method": m} for m in self.workflow_input.methods]
+
+    def step_key(self) -> dict[str, Any]:
+        """The evaluation settings of this branch's method (all methods for the workflow)."""
+        source = self.workflow_input
+        if self.is_workflow():
+            return {m: source.step_config("evaluation", m) for m in source.methods}
+        return source.step_config("evaluation", self.method)
+
+    def inputs_of_all_branches(self) -> dict[str, Any]:
+        """Every model."""
+        return {"models": Train.req(self)}
+
+    def requires(self) -> list[Train]:
+        """The models of this branch's method, one per sampling run."""
+        trainings = Train.req(self)
+        return [
+            Train.req(self, branch=branch)
+            for branch, data in trainings.branch_map.items()
+            if data["method"] == self.method
+        ]
+
+    def results_dir(self) -> Path:
+        """The finished results folder of this branch."""
+        from minerflow.workflow.common import ensemble_name
+        from minerflow.workflow.evaluation import RESULTS_FOLDER
+
+        return self.output_dir() / RESULTS_FOLDER / ensemble_name(self.method)
+
+    def build(self, out: Path) -> None:
+        """Evaluate the ensemble of the method's models."""
+        from minerflow.workflow.evaluation import evaluate_ensemble
+
+        evaluate_ensemble(
+            self.event_file(),
+            [train.model_dir() for train in self.requires()],
+            self.workflow_input,
+            out,
+            tracking_dir=self.tracking_dir(),
+        )
+
+
 class Reference(LFITask):
     """Model-independent results: σ(θ), rate / histogram / truth limits, Fisher information."""
 
@@ -427,12 +485,16 @@ class Plot(LFITask):
         return self.workflow_input.step_config("plotting")
 
     def requires(self) -> dict[str, Any]:
-        """Every evaluation, every model and the reference results."""
-        return {
+        """Every evaluation, every model, the reference results and, with several sampling
+        runs, each method's ensemble."""
+        reqs = {
             "results": Evaluate.req(self, **self.job_params),
             "models": Train.req(self, **self.job_params),
             "reference": Reference.req(self),
         }
+        if self.workflow_input.sampling.n_sampling_runs > 1:
+            reqs["ensembles"] = EvaluateEnsemble.req(self, **self.job_params)
+        return reqs
 
     def plots_dir(self) -> Path:
         """The finished plot folder."""
@@ -444,11 +506,17 @@ class Plot(LFITask):
         """Draw the figures from the finished evaluation and model folders."""
         from minerflow.workflow.plotting import PLOTS_FOLDER, make_plots
 
-        evaluations = self.requires()["results"]
-        models = self.requires()["models"]
+        inputs = self.requires()
+        results = [Evaluate.req(self, branch=b).results_dir() for b in inputs["results"].branch_map]
+        if "ensembles" in inputs:
+            ensembles = inputs["ensembles"]
+            results += [
+                EvaluateEnsemble.req(self, branch=b).results_dir() for b in ensembles.branch_map
+            ]
+        models = inputs["models"]
         make_plots(
             self.workflow_input,
-            [Evaluate.req(self, branch=b).results_dir() for b in evaluations.branch_map],
+            results,
             Reference.req(self).reference_dir(),
             [Train.req(self, branch=b).model_dir() for b in models.branch_map],
             out / PLOTS_FOLDER,
