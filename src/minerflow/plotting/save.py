@@ -1,4 +1,5 @@
-"""Write a figure in several formats, each atomically, so a reader never sees half a file."""
+"""Write figures in several formats, each atomically (a reader never sees half a file), and
+draw many figures in parallel."""
 
 from __future__ import annotations
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import json
 import os
 import re
@@ -135,23 +136,17 @@ def _warm_up_model_logging() -> None:
     warn_dependency_requirement_mismatches(torch_requirements())
 
 
-def _warm_up_png() -> None:
+def _warm_up_drawing(fmt: str) -> None:
     from minerflow.plotting.style import warm_up_drawing
 
-    warm_up_drawing(("png",))
-
-
-def _warm_up_pdf() -> None:
-    from minerflow.plotting.style import warm_up_drawing
-
-    warm_up_drawing(("pdf",))
+    warm_up_drawing((fmt,))
 
 
 _FIRST_USE: dict[str, Callable[[], None]] = {
     "torch.optim": _warm_up_optimizer,
     "mlflow.pytorch": _warm_up_model_logging,
-    "matplotlib.backends.backend_agg": _warm_up_png,
-    "matplotlib.backends.backend_pdf": _warm_up_pdf,
+    "matplotlib.backends.backend_agg": functools.partial(_warm_up_drawing, "png"),
+    "matplotlib.backends.backend_pdf": functools.partial(_warm_up_drawing, "pdf"),
 }
 
 
