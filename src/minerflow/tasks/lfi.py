@@ -22,7 +22,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -172,6 +172,14 @@ class _MethodRuns(LFITask, MinerflowWorkflow, SlurmWorkflowMixin):
         """What the branches together need (the upstream workflows)."""
         raise NotImplementedError(f"{type(self).__name__}.inputs_of_all_branches")
 
+    def per_method_key(self, key_of: Callable[[Any, str], dict[str, Any]]) -> dict[str, Any]:
+        """``key_of(input, method)`` of this branch's method; of every method for the workflow
+        (the input is the branch's, with its sweep point applied)."""
+        source = self.branch_input
+        if self.is_workflow():
+            return {m: key_of(source, m) for m in source.methods}
+        return key_of(source, self.method)
+
     def configured_resources(self) -> ResourceSettings | None:
         """The input file's ``resources:`` settings for this step (``default`` underneath)."""
         return self.workflow_input.resources.for_step(self.step)
@@ -198,6 +206,10 @@ class _MethodRuns(LFITask, MinerflowWorkflow, SlurmWorkflowMixin):
         return int(self.branch_data["run"])
 
 
+def _evaluation_key(source: Any, method: str) -> dict[str, Any]:
+    return source.step_config("evaluation", method)
+
+
 class Sample(_MethodRuns):
     """Training samples of one method and sampling run (``Samples_<method>_<run>/``)."""
 
@@ -210,10 +222,7 @@ class Sample(_MethodRuns):
         """The sampling settings of this branch's method (all methods for the workflow)."""
         from minerflow.workflow.sampling import sampling_key
 
-        source = self.workflow_input
-        if self.is_workflow():
-            return {m: sampling_key(source, m) for m in source.methods}
-        return sampling_key(source, self.method)
+        return self.per_method_key(sampling_key)
 
     def inputs_of_all_branches(self) -> dict[str, Any]:
         """The toy event file, when there is no data file."""
@@ -305,10 +314,7 @@ class Train(_SweptRuns):
         """Sampling, estimator and training settings of this branch's method."""
         from minerflow.workflow.training import training_key
 
-        source = self.branch_input
-        if self.is_workflow():
-            return {m: training_key(source, m) for m in source.methods}
-        return training_key(source, self.method)
+        return self.per_method_key(training_key)
 
     def inputs_of_all_branches(self) -> dict[str, Any]:
         """Every sample."""
@@ -344,10 +350,7 @@ class Evaluate(_SweptRuns):
 
     def step_key(self) -> dict[str, Any]:
         """Everything up to the evaluation settings of this branch's method."""
-        source = self.branch_input
-        if self.is_workflow():
-            return {m: source.step_config("evaluation", m) for m in source.methods}
-        return source.step_config("evaluation", self.method)
+        return self.per_method_key(_evaluation_key)
 
     def inputs_of_all_branches(self) -> dict[str, Any]:
         """Every model."""
@@ -393,11 +396,8 @@ class EvaluateEnsemble(_MethodRuns):
         return [{"method": m} for m in self.workflow_input.methods]
 
     def step_key(self) -> dict[str, Any]:
-        """The evaluation settings of this branch's method (all methods for the workflow)."""
-        source = self.workflow_input
-        if self.is_workflow():
-            return {m: source.step_config("evaluation", m) for m in source.methods}
-        return source.step_config("evaluation", self.method)
+        """Everything up to the evaluation settings of this branch's method."""
+        return self.per_method_key(_evaluation_key)
 
     def inputs_of_all_branches(self) -> dict[str, Any]:
         """Every model."""
