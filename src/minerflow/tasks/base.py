@@ -126,13 +126,15 @@ def _warm_up_model_logging() -> None:
     """What ``mlflow.pytorch.log_model`` loads and computes before it writes anything."""
     import importlib
 
-    from mlflow.utils.requirements_utils import warn_dependency_requirement_mismatches
-
     from minerflow.tracking.runs import torch_requirements
 
     for name in ("mlflow.pyfunc", "git"):
         with contextlib.suppress(ImportError):  # GitPython is optional for MLflow
             importlib.import_module(name)
+    try:  # an MLflow internal: without it the first model logging of each task does this
+        from mlflow.utils.requirements_utils import warn_dependency_requirement_mismatches
+    except ImportError:
+        return
     warn_dependency_requirement_mismatches(torch_requirements())
 
 
