@@ -17,6 +17,7 @@ from minerflow.tasks.base import (
     META_FILE,
     MinerflowTask,
     MinerflowWorkflow,
+    TaskRecord,
     collect_records,
     folder_key,
     format_summary,
@@ -281,3 +282,13 @@ def test_forked_workers_compute_with_torch_after_the_parent_did(tmp_path: Path) 
     results = sorted(tmp_path.glob("forward/*/*/result.txt"))
     assert len(results) == 2
     assert {path.read_text().split()[0] for path in results} == {"1"}
+
+
+def test_summary_columns_line_up_with_long_step_names() -> None:
+    records = [
+        TaskRecord("T", "ml_preparation", Path("a"), "ran", 0.0, 1.5),
+        TaskRecord("T", "train", Path("b"), "reused"),
+    ]
+    lines = format_summary(records).splitlines()
+    assert len({len(line) for line in lines}) == 1
+    assert lines[1].split() == ["ml_preparation", "1", "0", "0", "1.5"]

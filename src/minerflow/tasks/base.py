@@ -449,7 +449,8 @@ def format_summary(records: Iterable[TaskRecord], wall_seconds: float | None = N
     by_step: dict[str, list[TaskRecord]] = {}
     for record in records:
         by_step.setdefault(record.step, []).append(record)
-    lines = [f"{'step':<12} {'ran':>4} {'reused':>7} {'missing':>8} {'wall s':>8}"]
+    width = max([12, *(len(step) + 1 for step in by_step)])
+    lines = [f"{'step':<{width}} {'ran':>4} {'reused':>7} {'missing':>8} {'wall s':>8}"]
     for step, group in by_step.items():
         ran = [r for r in group if r.status == "ran"]
         counts = {s: sum(r.status == s for r in group) for s in ("ran", "reused", "missing")}
@@ -457,7 +458,7 @@ def format_summary(records: Iterable[TaskRecord], wall_seconds: float | None = N
             max(r.finished or 0.0 for r in ran) - min(r.started or 0.0 for r in ran) if ran else 0.0
         )
         lines.append(
-            f"{step:<12} {counts['ran']:>4} {counts['reused']:>7} {counts['missing']:>8} "
+            f"{step:<{width}} {counts['ran']:>4} {counts['reused']:>7} {counts['missing']:>8} "
             f"{wall:>8.1f}"
         )
     if wall_seconds is not None:
