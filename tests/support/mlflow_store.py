@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from minerflow.tracking.store import file_lock, import_mlflow
+from minerflow.io.locks import file_lock
+from minerflow.tracking.store import import_mlflow
 
 __all__ = ["fresh_workdir"]
 

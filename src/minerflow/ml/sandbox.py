@@ -15,8 +15,6 @@ written last, so an interrupted or failed install is rebuilt next time, never us
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -26,11 +24,12 @@ import subprocess
 import sys
 import sysconfig
 import venv
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from minerflow.errors import InputError, MinerflowError
+from minerflow.io.locks import file_lock
 
 __all__ = [
     "SANDBOX_ENV_VAR",
@@ -105,17 +104,6 @@ def _stamp(requirements: Path) -> dict[str, str]:
     }
 
 
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def _site_packages(venv_dir: Path) -> Path:
     version = f"python{sys.version_info.major}.{sys.version_info.minor}"
     return venv_dir / "lib" / version / "site-packages"
@@ -158,7 +146,7 @@ def ensure_venv(requirements: str | os.PathLike[str], cache_dir: str | os.PathLi
     assert sandbox.requirements is not None
     venv_dir = sandbox.venv_dir(cache_dir)
     wanted = _stamp(sandbox.requirements)
-    with _locked(venv_dir.with_name(venv_dir.name + ".lock")):
+    with file_lock(venv_dir.with_name(venv_dir.name + ".lock")):
         stamp = venv_dir / _STAMP
         if stamp.is_file() and json.loads(stamp.read_text()) == wanted:
             return venv_dir

@@ -17,7 +17,6 @@ local execution is the default and a Slurm mix-in can be added later.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import functools
 import json
 import os
@@ -45,6 +44,7 @@ import luigi.worker
 
 from minerflow.config.workflow_input import stable_hash
 from minerflow.io.atomic import atomic_dir
+from minerflow.io.locks import file_lock
 
 __all__ = [
     "META_FILE",
@@ -244,19 +244,12 @@ def folder_key(readable: Mapping[str, Any], key_data: Mapping[str, Any], length:
     return "__".join([*parts, stable_hash(dict(key_data), length)])
 
 
-@contextlib.contextmanager
-def output_lock(folder: Path) -> Iterator[None]:
-    """Hold an exclusive ``fcntl`` lock for ``folder`` (a hidden sibling file); waits if taken.
+def output_lock(folder: Path) -> contextlib.AbstractContextManager[None]:
+    """An exclusive lock for ``folder`` (a hidden sibling file); waits if another process has it.
 
     The kernel releases it when the holder dies, so a ``kill -9`` never leaves a stale lock.
     """
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    with open(folder.parent / f".{folder.name}.lock", "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    return file_lock(folder.parent / f".{folder.name}.lock")
 
 
 def _remove_leftovers(folder: Path) -> None:

@@ -12,16 +12,16 @@ column name"), so :func:`client` opens the store under an ``fcntl`` lock on
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import os
 import warnings
-from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING
 from urllib.parse import urlparse
+
+from minerflow.io.locks import file_lock
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -32,7 +32,6 @@ __all__ = [
     "client",
     "experiment_id",
     "experiment_name",
-    "file_lock",
     "import_mlflow",
     "sqlite_path",
     "tracking_uri",
@@ -93,23 +92,6 @@ def import_mlflow() -> ModuleType:
     logging.getLogger("alembic").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", module=r"mlflow(\..*)?")
     return mlflow
-
-
-@contextlib.contextmanager
-def file_lock(path: str | os.PathLike[str]) -> Iterator[None]:
-    """Hold an exclusive ``fcntl`` lock on ``path`` (created if missing) for the block.
-
-    Processes on one machine (and on file systems with working ``flock``) wait for each
-    other; the lock is released when the block ends or the process dies.
-    """
-    lock = Path(path)
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def client(workdir: str | os.PathLike[str]) -> MlflowClient:

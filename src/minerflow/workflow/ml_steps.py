@@ -272,8 +272,9 @@ def ml_parent_run(
     """
     from mlflow.entities import Param, RunTag
 
+    from minerflow.io.locks import file_lock
     from minerflow.tracking.provenance import provenance_tags
-    from minerflow.tracking.store import client, experiment_id, experiment_name, file_lock
+    from minerflow.tracking.store import client, experiment_id, experiment_name
 
     key = str(Path(model_dir).resolve())
     mlflow_client = client(tracking_dir)
