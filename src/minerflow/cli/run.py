@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from minerflow.cli.lfi_options import add_input_options
-from minerflow.cli.options import add_workdir, positive_int
+from minerflow.cli.options import add_workdir, count, positive_int
 
 __all__ = ["add_run_options", "add_workflow_options", "job_params", "register", "report"]
 
@@ -42,22 +42,11 @@ def add_workflow_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--retries",
-        type=_count,
+        type=count,
         default=None,
         help="resubmissions of a failed Slurm job (default: 2)",
     )
     add_resource_arguments(parser)
-
-
-def _count(text: str) -> int:
-    """An integer ≥ 0 (argparse reports anything else as a usage error)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a count ≥ 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a count ≥ 0, got {value}")
-    return value
 
 
 def job_params(args: argparse.Namespace) -> dict[str, Any]:
