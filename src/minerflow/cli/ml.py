@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -144,28 +143,11 @@ def _folders(task: Any) -> list[Path]:
     return [task.output_dir()]
 
 
-def _walk(task: Any) -> Iterator[Any]:
-    """The task and everything it requires, depth first, each once."""
-    import law
-    import luigi
-
-    seen: set[str] = set()
-    stack = [task]
-    while stack:
-        current = stack.pop()
-        if current.task_id in seen:
-            continue
-        seen.add(current.task_id)
-        yield current
-        if isinstance(current, law.BaseWorkflow) and current.is_workflow():
-            stack.extend(current.get_branch_tasks().values())
-        stack.extend(reversed(luigi.task.flatten(current.requires())))
-
-
 def _print_output(task: Any) -> None:
+    from minerflow.tasks.base import walk_tasks
     from minerflow.tasks.ml import _MLTask
 
-    for current in _walk(task):
+    for current in walk_tasks([task]):
         is_workflow = getattr(current, "is_workflow", lambda: False)()
         if isinstance(current, _MLTask) and not is_workflow:
             folder = current.output_dir()
@@ -191,7 +173,13 @@ def execute(task: Any, workdir: Path, workers: int) -> list[Path]:
     import time
 
     from minerflow.errors import MinerflowError
-    from minerflow.tasks.base import build_locally, collect_records, format_summary, new_run_token
+    from minerflow.tasks.base import (
+        build_locally,
+        collect_records,
+        format_summary,
+        new_run_token,
+        walk_tasks,
+    )
     from minerflow.tasks.ml import WORKER_MODULES, read_failures
     from minerflow.tasks.remote import slurm_summary
 
@@ -211,7 +199,7 @@ def execute(task: Any, workdir: Path, workers: int) -> list[Path]:
     finally:
         interface.setLevel(previous)
     print(format_summary(collect_records([task], token), time.time() - started))
-    workflows = [t for t in _walk(task) if getattr(t, "is_workflow", lambda: False)()]
+    workflows = [t for t in walk_tasks([task]) if getattr(t, "is_workflow", lambda: False)()]
     if any(t.workflow == "slurm" for t in workflows):
         print(slurm_summary(workflows))
     if not ok:

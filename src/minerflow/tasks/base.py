@@ -62,6 +62,7 @@ __all__ = [
     "output_lock",
     "preload_for_workers",
     "run_token",
+    "walk_tasks",
 ]
 
 META_FILE = "task.json"
@@ -386,9 +387,11 @@ class TaskRecord:
         return self.finished - self.started
 
 
-def _walk(tasks: Iterable[luigi.Task]) -> Iterator[luigi.Task]:
+def walk_tasks(tasks: Iterable[luigi.Task]) -> Iterator[luigi.Task]:
+    """``tasks`` and everything they require (a workflow's branches included), depth first in
+    the order required, each once."""
     seen: set[str] = set()
-    stack = list(tasks)
+    stack = list(reversed(list(tasks)))
     while stack:
         task = stack.pop()
         if task.task_id in seen:
@@ -397,7 +400,7 @@ def _walk(tasks: Iterable[luigi.Task]) -> Iterator[luigi.Task]:
         yield task
         if isinstance(task, law.BaseWorkflow) and task.is_workflow():
             stack.extend(task.get_branch_tasks().values())
-        stack.extend(luigi.task.flatten(task.requires()))
+        stack.extend(reversed(luigi.task.flatten(task.requires())))
 
 
 def collect_records(tasks: Iterable[luigi.Task], token: str | None = None) -> list[TaskRecord]:
@@ -408,7 +411,7 @@ def collect_records(tasks: Iterable[luigi.Task], token: str | None = None) -> li
     """
     token = token or run_token()
     records = []
-    for task in _walk(tasks):
+    for task in walk_tasks(tasks):
         if not isinstance(task, MinerflowTask):
             continue
         if isinstance(task, law.BaseWorkflow) and task.is_workflow():
