@@ -32,6 +32,7 @@ from torch import nn
 from minerflow.errors import InputError, MinerflowError
 from minerflow.io.atomic import atomic_path
 from minerflow.ml.device import cpu_threads, training_threads
+from minerflow.ml.optimizer import STATE_FORMAT, FlatAdam
 
 __all__ = [
     "CHECKPOINT_NAME",
@@ -202,7 +203,9 @@ def _digest(
     """Fingerprint of everything that determines the result, to refuse foreign checkpoints."""
     digest = hashlib.blake2b(digest_size=16)
     relevant = {k: v for k, v in settings.to_dict().items() if k not in ("device", "progress")}
-    digest.update(json.dumps([identity, relevant], sort_keys=True, default=str).encode())
+    digest.update(
+        json.dumps([identity, relevant, STATE_FORMAT], sort_keys=True, default=str).encode()
+    )
     for key in sorted(arrays):
         values = np.ascontiguousarray(arrays[key])
         digest.update(f"{key}{values.shape}{values.dtype}".encode())
@@ -219,13 +222,9 @@ def split_rows(n_rows: int, validation_split: float, seed: int) -> tuple[np.ndar
     return np.sort(order[n_val:]), np.sort(order[:n_val])
 
 
-def _adam(model: nn.Module, settings: TrainingSettings) -> torch.optim.Adam:
-    """Adam (or AMSGrad); the fused kernel when the device has one (3x faster step on CPU)."""
-    options = {"lr": settings.lr, "amsgrad": settings.optimizer == "amsgrad"}
-    try:
-        return torch.optim.Adam(model.parameters(), fused=True, **options)
-    except (RuntimeError, TypeError):
-        return torch.optim.Adam(model.parameters(), **options)
+def _adam(model: nn.Module, settings: TrainingSettings) -> FlatAdam:
+    """Adam (or AMSGrad) over the model's trainable parameters in one flat buffer."""
+    return FlatAdam(model.parameters(), lr=settings.lr, amsgrad=settings.optimizer == "amsgrad")
 
 
 def _progress_enabled(settings: TrainingSettings) -> bool:
@@ -298,7 +297,6 @@ class _Run:
     # -- one epoch ------------------------------------------------------------------------
     def train_epoch(self, epoch: int, objective: Objective, bar: Any) -> torch.Tensor:
         settings, model, optimizer = self.settings, self.model, self.optimizer
-        params = [p for p in model.parameters() if p.requires_grad]
         model.train()
         order = torch.randperm(self.n_train, generator=self.shuffle).to(self.device)
         data = {key: values.index_select(0, order) for key, values in self.train.items()}
@@ -308,16 +306,15 @@ class _Run:
         per_step_lr = settings.lr_schedule == "cosine"
         for step in range(n_steps):
             if per_step_lr:
-                for group in optimizer.param_groups:
-                    group["lr"] = learning_rate(settings, epoch, step / n_steps)
+                optimizer.lr = learning_rate(settings, epoch, step / n_steps)
             start = step * size
             batch = {key: values[start : start + size] for key, values in data.items()}
             terms = objective(batch, True)
             loss = torch.dot(terms, self.weights)
-            optimizer.zero_grad(set_to_none=True)
+            optimizer.zero_grad()
             loss.backward()
-            if settings.clip_gradient is not None:
-                nn.utils.clip_grad_norm_(params, settings.clip_gradient)
+            if settings.clip_gradient is not None:  # the flat gradient: one norm, one scaling
+                nn.utils.clip_grad_norm_(optimizer.grad, settings.clip_gradient)
             optimizer.step()
             sums.add_(terms.detach(), alpha=min(size, self.n_train - start))
             if (step + 1) % SYNC_EVERY == 0 or step + 1 == n_steps:
@@ -444,8 +441,7 @@ def fit(
         for epoch in range(first_epoch, settings.n_epochs):
             if run.history.stopped_early:
                 break
-            for group in run.optimizer.param_groups:
-                group["lr"] = learning_rate(settings, epoch)
+            run.optimizer.lr = learning_rate(settings, epoch)
             train_terms = run.train_epoch(epoch, objective, bar)
             run.record(epoch, train_terms, run.validate(objective))
             if bar is not None:

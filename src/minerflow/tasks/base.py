@@ -96,10 +96,9 @@ def preload_for_workers(modules: Iterable[str] = ()) -> None:
 
     luigi forks one process per task, and a forked worker inherits the modules already loaded
     here; whatever a task loads itself, every task loads again. Some libraries also load more
-    on first use: torch's first optimizer step imports its compiler stack (about 1 s), MLflow's
-    first model logging maps every installed package to its modules (0.6 s), and the first
-    figure drawn in a format loads fonts and backend code. Those happen here too, for
-    ``torch.optim``, ``mlflow.pytorch`` and matplotlib's ``backend_agg`` / ``backend_pdf``.
+    on first use: MLflow's first model logging maps every installed package to its modules
+    (0.6 s), and the first figure drawn in a format loads fonts and backend code. Those happen
+    here too, for ``mlflow.pytorch`` and matplotlib's ``backend_agg`` / ``backend_pdf``.
     """
     import importlib
 
@@ -111,16 +110,6 @@ def preload_for_workers(modules: Iterable[str] = ()) -> None:
         warm_up = _FIRST_USE.get(name)
         if warm_up is not None:
             warm_up()
-
-
-def _warm_up_optimizer() -> None:
-    """One Adam step on a throw-away parameter."""
-    import torch
-
-    parameter = torch.nn.Parameter(torch.zeros(1))
-    optimizer = torch.optim.Adam([parameter])
-    parameter.grad = torch.ones(1)
-    optimizer.step()
 
 
 def _warm_up_model_logging() -> None:
@@ -146,7 +135,6 @@ def _warm_up_drawing(fmt: str) -> None:
 
 
 _FIRST_USE: dict[str, Callable[[], None]] = {
-    "torch.optim": _warm_up_optimizer,
     "mlflow.pytorch": _warm_up_model_logging,
     "matplotlib.backends.backend_agg": functools.partial(_warm_up_drawing, "png"),
     "matplotlib.backends.backend_pdf": functools.partial(_warm_up_drawing, "pdf"),

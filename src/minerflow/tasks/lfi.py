@@ -712,7 +712,6 @@ def _workflow_run(
 # what Train, Evaluate and Plot load, in the order they need it: loaded before luigi forks them
 _WORKER_MODULES = (
     "torch",
-    "torch.optim",
     "minerflow.workflow.training",
     "minerflow.tracking.runs",
     "mlflow.pytorch",

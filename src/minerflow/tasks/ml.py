@@ -70,7 +70,6 @@ __all__ = [
 # what the ML tasks load, in the order they need it, before luigi forks them (build_locally)
 WORKER_MODULES = (
     "torch",
-    "torch.optim",
     "minerflow.tracking.runs",
     "mlflow.pytorch",
     "matplotlib.figure",
