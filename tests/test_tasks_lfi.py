@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 
 from minerflow.tasks.lfi import run_workflow
+from minerflow.tracking.runs import find_runs, metric_history, read_run
+from minerflow.tracking.tracker import SPOOL_FOLDER
 
 SMALL = [
     "sampling.n_samples_train=500",
@@ -71,6 +73,28 @@ def test_run_makes_every_output_and_says_where(coordinated: tuple[Path, object])
     assert not list(work.rglob("*.tmp"))
     result = next(p for p in _folders(work, "evaluate") if "alices" in p.name)
     assert np.load(result / "results" / "alices_0" / "limits" / "ml.npy").shape == (81,)
+
+
+@pytest.mark.slow
+def test_every_step_run_is_logged_under_the_run(
+    coordinated: tuple[Path, object], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The tasks only recorded their runs; the tracker logged all of them, nested, and left
+    no spool behind."""
+    work, _ = coordinated
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    (parent,) = find_runs(work, "workflow")
+    assert read_run(work, parent).status == "FINISHED"
+    # the reference results (truth, histograms) are an evaluation run too
+    counts = {"sampling": 3, "training": 3, "evaluation": 4, "plotting": 1}
+    for step, count in counts.items():
+        runs = find_runs(work, step, parent)
+        assert len(runs) == count, step
+        assert {read_run(work, r).status for r in runs} == {"FINISHED"}
+    trainings = [read_run(work, r) for r in find_runs(work, "training", parent)]
+    assert all(r.tags["minerflow.model_uri"].startswith("models:/") for r in trainings)
+    assert all(len(metric_history(work, r.run_id, "train_total")) == 1 for r in trainings)
+    assert list((work / SPOOL_FOLDER).iterdir()) == []
 
 
 @pytest.mark.slow

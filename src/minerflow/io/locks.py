@@ -17,14 +17,19 @@ __all__ = ["file_lock"]
 
 
 @contextlib.contextmanager
-def file_lock(path: str | os.PathLike[str]) -> Iterator[None]:
+def file_lock(path: str | os.PathLike[str], *, wait: bool = True) -> Iterator[bool]:
     """Hold an exclusive lock on ``path`` (created, with its folder, if missing) for the block;
-    wait while another process holds it."""
+    wait while another process holds it. Yields ``True``; with ``wait=False`` it yields
+    ``False`` at once (holding nothing) when another process has the lock."""
     lock = Path(path)
     lock.parent.mkdir(parents=True, exist_ok=True)
     with open(lock, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
         try:
-            yield
+            fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)

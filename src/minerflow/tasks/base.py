@@ -45,12 +45,14 @@ import luigi.worker
 from minerflow.config.workflow_input import stable_hash
 from minerflow.io.atomic import atomic_dir
 from minerflow.io.locks import file_lock
+from minerflow.tracking.runs import warm_up_model_logging
 
 __all__ = [
     "META_FILE",
     "RUN_TOKEN_ENV",
     "MinerflowTask",
     "MinerflowWorkflow",
+    "Preload",
     "TaskRecord",
     "build_locally",
     "collect_records",
@@ -91,41 +93,34 @@ def one_thread_in_forked_worker() -> None:
         torch.set_num_threads(1)
 
 
-def preload_for_workers(modules: Iterable[str] = ()) -> None:
+Preload = str | Callable[[], None]
+
+
+def preload_for_workers(modules: Iterable[Preload] = ()) -> None:
     """Load ``modules`` in this process, and do their first use, before luigi forks workers.
 
     luigi forks one process per task, and a forked worker inherits the modules already loaded
     here; whatever a task loads itself, every task loads again. Some libraries also load more
     on first use: MLflow's first model logging maps every installed package to its modules
     (0.6 s), and the first figure drawn in a format loads fonts and backend code. Those happen
-    here too, for ``mlflow.pytorch`` and matplotlib's ``backend_agg`` / ``backend_pdf``.
+    here too, for ``mlflow.pytorch`` and matplotlib's ``backend_agg`` / ``backend_pdf``. An
+    entry may also be a function, called at that point of the sequence (e.g. to start a
+    process that should inherit what was loaded before it).
     """
     import importlib
 
     from minerflow.tracking.store import import_mlflow
 
-    import_mlflow()  # first: it quiets MLflow's logging
-    for name in modules:
-        importlib.import_module(name)
-        warm_up = _FIRST_USE.get(name)
+    for item in modules:
+        if callable(item):
+            item()
+            continue
+        if item.partition(".")[0] == "mlflow":
+            import_mlflow()  # first: it quiets MLflow's logging
+        importlib.import_module(item)
+        warm_up = _FIRST_USE.get(item)
         if warm_up is not None:
             warm_up()
-
-
-def _warm_up_model_logging() -> None:
-    """What ``mlflow.pytorch.log_model`` loads and computes before it writes anything."""
-    import importlib
-
-    from minerflow.tracking.runs import torch_requirements
-
-    for name in ("mlflow.pyfunc", "git"):
-        with contextlib.suppress(ImportError):  # GitPython is optional for MLflow
-            importlib.import_module(name)
-    try:  # an MLflow internal: without it the first model logging of each task does this
-        from mlflow.utils.requirements_utils import warn_dependency_requirement_mismatches
-    except ImportError:
-        return
-    warn_dependency_requirement_mismatches(torch_requirements())
 
 
 def _warm_up_drawing(fmt: str) -> None:
@@ -135,7 +130,7 @@ def _warm_up_drawing(fmt: str) -> None:
 
 
 _FIRST_USE: dict[str, Callable[[], None]] = {
-    "mlflow.pytorch": _warm_up_model_logging,
+    "mlflow.pytorch": warm_up_model_logging,
     "matplotlib.backends.backend_agg": functools.partial(_warm_up_drawing, "png"),
     "matplotlib.backends.backend_pdf": functools.partial(_warm_up_drawing, "pdf"),
 }
@@ -151,7 +146,7 @@ class _PreloadingWorker(luigi.worker.Worker):
     the tasks need them (training, evaluation, figures).
     """
 
-    def __init__(self, *args: Any, preload: Sequence[str], **kwargs: Any) -> None:
+    def __init__(self, *args: Any, preload: Sequence[Preload], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._pending = list(preload)
 
@@ -163,7 +158,7 @@ class _PreloadingWorker(luigi.worker.Worker):
 
 
 class _PreloadingFactory(luigi.interface._WorkerSchedulerFactory):
-    def __init__(self, preload: Sequence[str]) -> None:
+    def __init__(self, preload: Sequence[Preload]) -> None:
         self.preload = preload
 
     def create_worker(
@@ -180,12 +175,15 @@ class _PreloadingFactory(luigi.interface._WorkerSchedulerFactory):
 def build_locally(
     tasks: Iterable[luigi.Task],
     workers: int,
-    preload: Sequence[str] = (),
+    preload: Sequence[Preload] = (),
     **options: Any,
 ) -> Any:
     """``luigi.build`` on the local scheduler. With several workers, the ``preload`` modules
     (:func:`preload_for_workers`) are loaded while the first tasks run, whenever the worker
-    waits for them. ``options`` go to ``luigi.build`` (``detailed_summary``, ...)."""
+    waits for them; with one, tasks run in this process and only the functions among them
+    are called, first. ``options`` go to ``luigi.build`` (``detailed_summary``, ...)."""
+    if workers == 1:
+        preload_for_workers([item for item in preload if callable(item)])
     factory = _PreloadingFactory(preload) if workers > 1 else None
     return luigi.build(
         list(tasks),

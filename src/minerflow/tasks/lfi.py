@@ -20,6 +20,7 @@ and plot instead of the method-comparison figures.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -43,6 +44,8 @@ from minerflow.tasks.base import (
     new_run_token,
 )
 from minerflow.tasks.remote import SlurmWorkflowMixin, slurm_summary, slurm_task_params
+from minerflow.tracking.provenance import git_commit
+from minerflow.tracking.tracker import SPOOL_FOLDER, Tracker, TrackingFailedError, log_leftovers
 
 __all__ = [
     "TOY_FILE",
@@ -623,14 +626,15 @@ def run_workflow(
     """Run Sample → Train → Evaluate → Plot with ``workers`` local processes or Slurm jobs.
 
     The input (and the data file and sweep, if given) is validated before anything runs. Work
-    that is already done is reused; when everything is, no MLflow run is opened and this
-    returns in about a second. Otherwise one parent run (experiment ``minerflow-workflow``)
-    holds every step's run. ``workflow="slurm"`` submits the branches of Sample, Train and
-    Evaluate as Slurm jobs (``resources`` on top of the input file's, failed jobs resubmitted
-    ``retries`` times) and waits for them. With ``sweep`` (``["alpha=1,10", ...]``) every
-    point trains and is evaluated, under one sweep parent run, and the sweep's table and plot
-    replace the method-comparison figures. A failed task raises :class:`WorkflowFailedError`
-    (finished outputs are kept).
+    that is already done is reused; when everything is, no MLflow run is opened and this returns
+    in about a second. Otherwise one parent run (experiment ``minerflow-workflow``) holds every
+    step's run; the tasks record their runs and a tracker process logs them while the tasks go
+    on (:mod:`minerflow.tracking.tracker`). ``workflow="slurm"`` submits the branches of Sample,
+    Train and Evaluate as Slurm jobs (``resources`` on top of the input file's, failed jobs
+    resubmitted ``retries`` times) and waits for them. With ``sweep`` (``["alpha=1,10", ...]``)
+    every point trains and is evaluated, under one sweep parent run, and the sweep's table and
+    plot replace the method-comparison figures. A failed task raises
+    :class:`WorkflowFailedError` (finished outputs are kept).
     """
     from minerflow.config.workflow_input import load_workflow_input
     from minerflow.tracking.store import tracking_uri
@@ -664,8 +668,12 @@ def run_workflow(
     if not target.complete():
         root.mkdir(parents=True, exist_ok=True)
         run_params = {**params, "workers": workers, "workflow": workflow, "sweep": list(sweep)}
-        with _workflow_run(root, run_params, workflow_input, data_file, swept) as parent_run_id:
-            _build(target, workers, root, token)
+        opener = functools.partial(
+            _workflow_run, root, run_params, workflow_input, data_file, swept
+        )
+        parent_run_id = _build_tracked(target, workers, root, token, Tracker(root, token, opener))
+    elif (root / SPOOL_FOLDER).is_dir():  # runs an interrupted run recorded but never logged
+        log_leftovers(root, None)
     records = tuple(collect_records([target], token))
     notes = []
     plots_dir = None
@@ -710,11 +718,11 @@ def _workflow_run(
 
 
 # what Train, Evaluate and Plot load, in the order they need it: loaded before luigi forks them
+# (not MLflow: the tasks record their runs for the tracker process, tracking/tracker.py)
 _WORKER_MODULES = (
     "torch",
     "minerflow.workflow.training",
-    "minerflow.tracking.runs",
-    "mlflow.pytorch",
+    "minerflow.tracking.spool",
     "minerflow.workflow.evaluation",
     "minerflow.ml.persistence",
     "minerflow.physics.limits",
@@ -733,8 +741,32 @@ _WORKER_MODULES = (
 )
 
 
-def _build(target: luigi.Task, workers: int, root: Path, token: str) -> None:
-    """Run ``target`` with luigi's local scheduler; a failure raises WorkflowFailedError."""
+def _build_tracked(
+    target: luigi.Task, workers: int, root: Path, token: str, tracker: Tracker
+) -> str | None:
+    """:func:`_build` while ``tracker`` logs the runs; the id of the run they nest under."""
+    status = "FAILED"
+    try:
+        _build(target, workers, root, token, tracker.start)
+        status = "FINISHED"
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    finally:
+        # a tracking failure is reported unless the build's own failure is on its way
+        with contextlib.suppress(*(() if status == "FINISHED" else (TrackingFailedError,))):
+            parent = tracker.finish(status)
+    return parent
+
+
+def _build(
+    target: luigi.Task, workers: int, root: Path, token: str, start_tracker: Callable[[], None]
+) -> None:
+    """Run ``target`` with luigi's local scheduler; a failure raises WorkflowFailedError.
+
+    The tracker starts once torch is loaded (the models it logs need it, and the fork shares
+    it); every task records its run for it instead of opening MLflow itself.
+    """
     # tasks may run in forked workers: failures are reported through a file
     failures = root / f".failures-{token}.txt"
 
@@ -742,9 +774,11 @@ def _build(target: luigi.Task, workers: int, root: Path, token: str) -> None:
         with open(failures, "a") as handle:
             handle.write(f"{task.get_task_family()}{_branch_text(task)}: {error}\n")
 
+    git_commit()  # once here: forked tasks inherit the answer for their provenance tags
+    preload = (_WORKER_MODULES[0], start_tracker, *_WORKER_MODULES[1:])
     LFITask.event_handler(luigi.Event.FAILURE)(_failed)
     try:
-        result = build_locally([target], workers, _WORKER_MODULES, detailed_summary=True)
+        result = build_locally([target], workers, preload, detailed_summary=True)
     finally:
         LFITask.remove_event_handler(luigi.Event.FAILURE, _failed)
     if result.status not in (

@@ -9,6 +9,7 @@ the parent: its id travels to task processes in ``MINERFLOW_PARENT_RUN_ID`` and 
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import json
 import os
@@ -27,6 +28,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "PARENT_ENV",
+    "SPOOL_ENV",
+    "RunLog",
     "RunRecord",
     "TrackedRun",
     "find_runs",
@@ -35,9 +38,11 @@ __all__ = [
     "read_run",
     "torch_requirements",
     "tracked_run",
+    "warm_up_model_logging",
 ]
 
 PARENT_ENV = "MINERFLOW_PARENT_RUN_ID"
+SPOOL_ENV = "MINERFLOW_TRACKING_SPOOL"
 _PARENT_TAG = "mlflow.parentRunId"
 _KEY_CHARS = re.compile(r"[^\w\-./ ]")
 _MAX_PARAM_VALUE = 6000
@@ -73,7 +78,59 @@ def torch_requirements() -> list[str]:
     return [f"torch=={torch.__version__.split('+')[0]}"]
 
 
-class TrackedRun:
+def warm_up_model_logging() -> None:
+    """Load and compute what ``mlflow.pytorch.log_model`` does before it writes anything
+    (1 s: MLflow's model code, GitPython, a map of every installed package to its modules),
+    so that a process that logs models later does it at a moment of its choosing."""
+    import_mlflow()
+    for name in ("mlflow.pytorch", "mlflow.pyfunc", "git"):
+        with contextlib.suppress(ImportError):  # GitPython is optional for MLflow
+            importlib.import_module(name)
+    try:  # an MLflow internal: without it the first model logging does this
+        from mlflow.utils.requirements_utils import warn_dependency_requirement_mismatches
+    except ImportError:
+        return
+    warn_dependency_requirement_mismatches(torch_requirements())
+
+
+class RunLog:
+    """What a step logs to: an open MLflow run (:class:`TrackedRun`) or a spool record
+    (:class:`minerflow.tracking.spool.SpooledRun`). Subclasses store the points."""
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        """Log (nested) parameters, flattened to dotted keys."""
+        raise NotImplementedError
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        """Set tags (values as text)."""
+        raise NotImplementedError
+
+    def log_metric_points(
+        self, points: Sequence[tuple[str, float, int]], timestamp: int | None = None
+    ) -> None:
+        """Log ``(key, value, step)`` points taken at ``timestamp`` (ms since 1970; default now)."""
+        raise NotImplementedError
+
+    def log_artifact(self, path: str | os.PathLike[str], artifact_path: str | None = None) -> None:
+        """Attach a file, or every file of a folder, to the run."""
+        raise NotImplementedError
+
+    def log_torch_model(self, model: Any, name: str = "model") -> Any:
+        """Log a torch module with ``mlflow.pytorch``; its URI becomes ``minerflow.model_uri``."""
+        raise NotImplementedError
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int = 0) -> None:
+        """Log scalar metrics at one step (evaluation results, timings)."""
+        self.log_metric_points([(k, float(v), step) for k, v in metrics.items()])
+
+    def log_history(self, history: Mapping[str, Sequence[float]]) -> None:
+        """Log per-epoch curves: ``{"train_loss": [...], "val_loss": [...]}``, step = epoch."""
+        self.log_metric_points(
+            [(k, float(v), step) for k, vals in history.items() for step, v in enumerate(vals)]
+        )
+
+
+class TrackedRun(RunLog):
     """Handle to an open run; logs through the client it was created with."""
 
     def __init__(self, mlflow_client: MlflowClient, run_id: str) -> None:
@@ -81,7 +138,6 @@ class TrackedRun:
         self.run_id = run_id
 
     def log_params(self, params: Mapping[str, Any]) -> None:
-        """Log (nested) parameters, flattened to dotted keys."""
         from mlflow.entities import Param
 
         items = [Param(k, v) for k, v in flatten_params(params).items()]
@@ -89,44 +145,34 @@ class TrackedRun:
             self.client.log_batch(self.run_id, params=items[start : start + _BATCH])
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
-        """Set tags (values as text)."""
         from mlflow.entities import RunTag
 
         items = [RunTag(k, str(v)) for k, v in tags.items()]
         for start in range(0, len(items), _BATCH):
             self.client.log_batch(self.run_id, tags=items[start : start + _BATCH])
 
-    def log_metrics(self, metrics: Mapping[str, float], step: int = 0) -> None:
-        """Log scalar metrics at one step (evaluation results, timings)."""
-        self._log_metric_points([(k, float(v), step) for k, v in metrics.items()])
-
-    def log_history(self, history: Mapping[str, Sequence[float]]) -> None:
-        """Log per-epoch curves: ``{"train_loss": [...], "val_loss": [...]}``, step = epoch."""
-        self._log_metric_points(
-            [(k, float(v), step) for k, vals in history.items() for step, v in enumerate(vals)]
-        )
-
-    def _log_metric_points(self, points: Sequence[tuple[str, float, int]]) -> None:
+    def log_metric_points(
+        self, points: Sequence[tuple[str, float, int]], timestamp: int | None = None
+    ) -> None:
         from mlflow.entities import Metric
 
-        now = int(time.time() * 1000)
+        now = timestamp or int(time.time() * 1000)
         items = [Metric(_KEY_CHARS.sub("_", k), v, now, s) for k, v, s in points]
         for start in range(0, len(items), 10 * _BATCH):
             self.client.log_batch(self.run_id, metrics=items[start : start + 10 * _BATCH])
 
     def log_artifact(self, path: str | os.PathLike[str], artifact_path: str | None = None) -> None:
-        """Attach a file, or every file of a folder, to the run."""
         source = Path(path)
         if source.is_dir():
             self.client.log_artifacts(self.run_id, str(source), artifact_path)
         else:
             self.client.log_artifact(self.run_id, str(source), artifact_path)
 
-    def log_torch_model(self, model: Any, name: str = "model", input_example: Any = None) -> str:
-        """Log a torch module with ``mlflow.pytorch``; returns the model URI.
+    def log_torch_model(self, model: Any, name: str = "model") -> str:
+        """Log ``model`` pickled (its class must be importable); returns its URI.
 
         Requirements are given explicitly: MLflow would otherwise spend about 11 s inferring
-        them. Without an input example the model is pickled (its class must be importable).
+        them.
         """
 
         mlflow = import_mlflow()
@@ -143,8 +189,7 @@ class TrackedRun:
                     model,
                     name=name,
                     pip_requirements=torch_requirements(),
-                    input_example=input_example,
-                    serialization_format=None if input_example is not None else "pickle",
+                    serialization_format="pickle",
                 )
         finally:
             mlflow.set_tracking_uri(previous)
@@ -152,6 +197,7 @@ class TrackedRun:
                 os.environ.pop("MLFLOW_TRACKING_URI", None)
             else:
                 os.environ["MLFLOW_TRACKING_URI"] = previous_env
+        self.set_tags({"minerflow.model_uri": info.model_uri})
         return str(info.model_uri)
 
 
@@ -167,23 +213,37 @@ def tracked_run(
     event_file: str | os.PathLike[str] | None = None,
     parent_run_id: str | None = None,
     export_as_parent: bool = False,
-) -> Iterator[TrackedRun]:
+) -> Iterator[RunLog]:
     """Open a run in experiment ``minerflow-<step>``; close it FINISHED, FAILED or KILLED.
 
     Tags: ``minerflow.step``, the provenance of :func:`provenance_tags` and the parent run
     (``parent_run_id``, else ``$MINERFLOW_PARENT_RUN_ID``). With ``export_as_parent`` the run's
     id is put in that variable while the block runs, so runs started by worker processes
     (forked or spawned) become its children. The input file is attached as an artifact.
+
+    Inside a coordinated run (``$MINERFLOW_TRACKING_SPOOL`` set, no explicit parent) the run
+    is recorded in the spool instead and logged by the tracker process
+    (:mod:`minerflow.tracking.spool`): the handle is then a ``SpooledRun``, with the same
+    logging methods but no run id yet.
     """
-    mlflow_client = client(workdir)
-    exp = experiment_id(mlflow_client, experiment_name(step))
     all_tags = {"minerflow.step": step, **provenance_tags(input_file, event_file)}
     parent = parent_run_id or os.environ.get(PARENT_ENV)
     if parent:
         all_tags[_PARENT_TAG] = parent
     all_tags |= {k: str(v) for k, v in (tags or {}).items()}
-    run = mlflow_client.create_run(exp, run_name=run_name, tags=all_tags)
-    handle = TrackedRun(mlflow_client, run.info.run_id)
+    spool = os.environ.get(SPOOL_ENV)
+    handle: RunLog
+    if spool and parent_run_id is None and not export_as_parent:
+        from minerflow.tracking.spool import SpooledRun
+
+        handle = SpooledRun(Path(spool), experiment_name(step), run_name, all_tags)
+        close = handle.close
+    else:
+        mlflow_client = client(workdir)
+        exp = experiment_id(mlflow_client, experiment_name(step))
+        run = mlflow_client.create_run(exp, run_name=run_name, tags=all_tags)
+        handle = TrackedRun(mlflow_client, run.info.run_id)
+        close = functools.partial(mlflow_client.set_terminated, handle.run_id)
     previous_parent = os.environ.get(PARENT_ENV)
     if export_as_parent:
         os.environ[PARENT_ENV] = handle.run_id
@@ -204,7 +264,7 @@ def tracked_run(
                 os.environ.pop(PARENT_ENV, None)
             else:
                 os.environ[PARENT_ENV] = previous_parent
-        mlflow_client.set_terminated(handle.run_id, status)
+        close(status)
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ from minerflow.io.atomic import save_json
 
 if TYPE_CHECKING:
     from minerflow.io.madminer_file import EventFile, EventFileHeader
-    from minerflow.tracking.runs import TrackedRun
+    from minerflow.tracking.runs import RunLog
 
 __all__ = [
     "STEP_RECORD",
@@ -174,7 +174,7 @@ class StepTimer:
 
 def step_run(
     step: str, tracking_dir: str | os.PathLike[str], **kwargs: Any
-) -> AbstractContextManager[TrackedRun]:
+) -> AbstractContextManager[RunLog]:
     """An MLflow run of one step (:func:`minerflow.tracking.runs.tracked_run`).
 
     Safe to open from many processes on one new store: the store creates its schema under its

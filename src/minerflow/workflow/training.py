@@ -201,6 +201,6 @@ def train(
             final["best_loss"] = best_curve[history.best_epoch]
         tracked.log_metrics(final)
         tracked.log_artifact(target, "model_folder")
-        uri = tracked.log_torch_model(estimator.net, name="model")
-        tracked.set_tags({"minerflow.model_uri": uri, "minerflow.model_dir": str(target)})
+        tracked.log_torch_model(estimator.net, name="model")
+        tracked.set_tags({"minerflow.model_dir": str(target)})
     return target
