@@ -325,6 +325,19 @@ def test_step_hashes_change_exactly_with_what_determines_the_step(
         base.step_config("sampling", "carl")
 
 
+def test_plot_formats_default_one_or_many_and_checked(reference_input_file: Path) -> None:
+    assert load_workflow_input(reference_input_file).plotting.formats == ("png", "pdf")
+    one = load_workflow_input(reference_input_file, ["plotting.formats=png"])
+    assert one.plotting.formats == ("png",)
+    assert one.step_hash("plotting") != load_workflow_input(reference_input_file).step_hash(
+        "plotting"
+    )
+    with pytest.raises(ConfigError, match=r"plotting\.formats\[0\]: expected 'png', 'pdf' or"):
+        load_workflow_input(reference_input_file, ["plotting.formats=[jpg]"])
+    with pytest.raises(ConfigError, match=r"plotting\.formats: expected .*at least 1 item"):
+        load_workflow_input(reference_input_file, ["plotting.formats=[]"])
+
+
 @settings(max_examples=30, deadline=None)
 @given(
     alpha=st.floats(0, 100, allow_nan=False),

@@ -240,6 +240,25 @@ def test_evaluation_arrays_have_the_seed_shapes(reference_run: tuple[Path, objec
 
 
 @pytest.mark.slow
+def test_plot_formats_are_the_inputs(
+    reference_run: tuple[Path, object], reference_input_file: Path, tmp_path: Path
+) -> None:
+    """``plotting.formats`` decides the files: SVG alone here, where the default is PNG+PDF."""
+    import shutil
+
+    work, _ = reference_run
+    copy = tmp_path / "work"
+    shutil.copytree(work, copy, ignore=shutil.ignore_patterns("plots", "mlflow.db*"))
+    svg_only = load_workflow_input(reference_input_file, [*SMALL, "plotting.formats=svg"])
+    written = plotting.plot(svg_only, copy)
+    assert written and {p.suffix for p in written} == {".svg"}
+    assert {p.suffix for p in (copy / "plots").iterdir()} == {".svg", ".json"}
+    assert {p.name for p in written} == {
+        f"{p.stem}.svg" for p in (work / "plots").glob("*.png")
+    }  # the same figures as the default's PNGs
+
+
+@pytest.mark.slow
 def test_plots_and_tracking(
     reference_run: tuple[Path, object], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -275,6 +275,13 @@ class PlottingSettings(_Model):
     correlations: bool = True
     correlations_methods: tuple[Method, ...] = ()
     rates: bool = True
+    # minerflow's own key: the files each figure is written as (PNG to look at, PDF for papers)
+    formats: Annotated[tuple[Literal["png", "pdf", "svg"], ...], Field(min_length=1)] = (
+        "png",
+        "pdf",
+    )
+
+    _one_format = field_validator("formats", mode="before")(_one_or_many)
 
 
 class SamplingSettings(_Model):

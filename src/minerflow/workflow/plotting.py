@@ -295,7 +295,7 @@ def make_plots(
                 },
             )
         )
-    written = draw_figures([*comparisons, *jobs], target)
+    written = draw_figures([*comparisons, *jobs], target, settings.formats)
     with step_run(
         STEP,
         tracking_dir or target.parent,
