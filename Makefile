@@ -35,8 +35,11 @@ format: $(STAMP)
 test: check
 	$(BIN)/python -m pytest -q --cov=minerflow --cov-report=term:skip-covered $(PYTEST_ARGS)
 
+# Every side-by-side benchmark (MadMiner in its own environments; bench_slurm needs Slurm).
 bench: $(STAMP)
-	$(BIN)/python benchmarks/run_all.py
+	bash benchmarks/setup_madminer_env.sh
+	bash benchmarks/setup_madminer_seed_env.sh
+	for script in benchmarks/bench_*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
 
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 

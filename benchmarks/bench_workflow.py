@@ -32,8 +32,11 @@ of being launched by ``mlflow run``, whose extra process per step would only add
 time. The seed trains ``sally`` with MadMiner's defaults (50 epochs, batch 128), minerflow with
 the input's training settings.
 
+With ``--repeat N`` both sides run N times, alternately, and the ratio is that of the medians
+(this machine's timings vary by 10-20 % from run to run); the breakdown is the last round's.
+
     bash benchmarks/setup_madminer_seed_env.sh
-    .venv/bin/python benchmarks/bench_workflow.py [--no-seed-mlflow]
+    .venv/bin/python benchmarks/bench_workflow.py [--repeat 3] [--no-seed-mlflow]
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -205,41 +209,51 @@ def main() -> None:
         action="store_false",
         help="run the seed's scripts without MLflow tracking",
     )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="run both sides this many times, alternately, and report the medians",
+    )
     args = parser.parse_args()
     if not SEED_PYTHON.exists():
         sys.exit(f"{SEED_PYTHON}: missing; run benchmarks/setup_madminer_seed_env.sh first")
 
     with tempfile.TemporaryDirectory(prefix="bench_workflow_") as tmp:
         root = (args.workdir or Path(tmp)).resolve()
-        seed_work, minerflow_work = root / "seed", root / "minerflow"
-        for folder in (seed_work, minerflow_work):
-            if folder.exists() and any(folder.iterdir()):
-                sys.exit(f"{folder}: not empty; give a fresh --workdir")
-            folder.mkdir(parents=True, exist_ok=True)
+        if root.exists() and any(root.iterdir()):
+            sys.exit(f"{root}: not empty; give a fresh --workdir")
         print(f"load average before: {load_text()} ({os.cpu_count()} CPUs)")
-
         seed_log = root / "seed.log"
-        seed_store = f"sqlite:///{seed_work / 'mlflow.db'}" if args.seed_mlflow else None
-        seed_env, minerflow_env = environment(seed_store), environment(None)
-        floor = timed(
-            "import madminer",
-            [str(SEED_PYTHON), "-c", "import madminer.ml, madminer.sampling, madminer.limits"],
-            seed_log,
-            seed_env,
-        )
-        seed = [
-            timed(label, cmd, seed_log, seed_env)
-            for label, cmd in seed_commands(args, seed_work, args.seed_mlflow)
-        ]
-        seed_total = sum(t.seconds for t in seed)
-        print(f"load average after the seed: {load_text()}")
-
-        command = minerflow_command(args, minerflow_work)
-        started = time.time()
-        first = timed("minerflow run", command, root / "minerflow.log", minerflow_env)
-        ended = time.time()
-        noop = timed("minerflow run (no-op)", command, root / "minerflow.log", minerflow_env)
-        print(f"load average after minerflow: {load_text()}")
+        rounds = []
+        for round_ in range(args.repeat):
+            seed_work, minerflow_work = root / f"seed-{round_}", root / f"minerflow-{round_}"
+            for folder in (seed_work, minerflow_work):
+                folder.mkdir(parents=True)
+            seed_store = f"sqlite:///{seed_work / 'mlflow.db'}" if args.seed_mlflow else None
+            seed_env, minerflow_env = environment(seed_store), environment(None)
+            floor = timed(
+                "import madminer",
+                [str(SEED_PYTHON), "-c", "import madminer.ml, madminer.sampling, madminer.limits"],
+                seed_log,
+                seed_env,
+            )
+            seed = [
+                timed(label, cmd, seed_log, seed_env)
+                for label, cmd in seed_commands(args, seed_work, args.seed_mlflow)
+            ]
+            seed_total = sum(t.seconds for t in seed)
+            command = minerflow_command(args, minerflow_work)
+            started = time.time()
+            first = timed("minerflow run", command, root / "minerflow.log", minerflow_env)
+            ended = time.time()
+            noop = timed("minerflow run (no-op)", command, root / "minerflow.log", minerflow_env)
+            rounds.append((seed_total, first.seconds, noop.seconds))
+            print(
+                f"round {round_ + 1}: seed {seed_total:.2f} s, minerflow {first.seconds:.2f} s "
+                f"({seed_total / first.seconds:.1f}x), no-op {noop.seconds:.2f} s; "
+                f"load average {load_text()}"
+            )
 
         intervals = task_intervals(minerflow_work)
         busy = busy_seconds(intervals)
@@ -250,7 +264,8 @@ def main() -> None:
             by_step.setdefault(step, []).append(finish - start)
 
         tracking = f"MLflow store {seed_store}" if seed_store else "no MLflow tracking"
-        print(f"\n(a) seed scripts (MadMiner 0.9.6, one process per step and method; {tracking})")
+        print(f"\nlast round in detail\n(a) seed scripts (MadMiner 0.9.6, one process per step and "
+              f"method; {tracking})")  # fmt: skip
         print(f"  {'process start + import madminer':<34} {floor.seconds:7.2f} s")
         for item in seed:
             print(f"  {item.label:<34} {item.seconds:7.2f} s")
@@ -263,15 +278,25 @@ def main() -> None:
               f"after the last: {ended - intervals[-1][2]:.2f} s")  # fmt: skip
         print(f"  task-layer overhead {overhead:.2f} s = {overhead / n_tasks:.2f} s per task")
         print(f"(c) no-op re-run: {noop.seconds:.2f} s ({noop.seconds / n_tasks:.3f} s per task)")
-        ratio = seed_total / first.seconds
+        seed_median, minerflow_median, noop_median = (
+            statistics.median(column) for column in zip(*rounds, strict=True)
+        )
+        ratio = seed_median / minerflow_median
+        if args.repeat > 1:
+            print(
+                f"\nmedians of {args.repeat} rounds: seed {seed_median:.2f} s, minerflow "
+                f"{minerflow_median:.2f} s, no-op {noop_median:.2f} s; ratios per round "
+                + ", ".join(f"{a / b:.1f}x" for a, b, _ in rounds)
+            )
         print(f"\nwall-time ratio seed / minerflow: {ratio:.1f}x (goal >= 10x)")
         if args.workdir:
             print(f"logs: {root}/seed.log, {root}/minerflow.log")
         print(json.dumps({
-            "seed_s": round(seed_total, 3), "seed_mlflow": args.seed_mlflow,
+            "rounds": [[round(x, 3) for x in r] for r in rounds],
+            "seed_s": round(seed_median, 3), "seed_mlflow": args.seed_mlflow,
             "seed_import_s": round(floor.seconds, 3),
             "seed_steps_s": {t.label: round(t.seconds, 3) for t in seed},
-            "minerflow_s": round(first.seconds, 3), "noop_s": round(noop.seconds, 3),
+            "minerflow_s": round(minerflow_median, 3), "noop_s": round(noop_median, 3),
             "ratio": round(ratio, 2), "n_tasks": n_tasks, "busy_s": round(busy, 3),
             "overhead_per_task_s": round(overhead / n_tasks, 3), "loadavg": load_text(),
         }))  # fmt: skip
