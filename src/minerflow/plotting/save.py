@@ -12,6 +12,7 @@ from typing import Any
 from matplotlib.figure import Figure
 
 from minerflow.errors import InputError
+from minerflow.forking import frozen_for_fork
 from minerflow.io.atomic import atomic_path
 from minerflow.plotting.style import style_context, warm_up_drawing
 
@@ -99,6 +100,9 @@ def draw_figures(
         return [path for job in todo for path in _draw(job, target, formats)]
     warm_up_drawing()  # once here, not once in every drawing process
     context = multiprocessing.get_context("fork")
-    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
+    with (
+        frozen_for_fork(),
+        concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool,
+    ):
         done = list(pool.map(_draw, todo, [target] * len(todo), [formats] * len(todo)))
     return [path for paths in done for path in paths]

@@ -43,6 +43,7 @@ import luigi.interface
 import luigi.worker
 
 from minerflow.config.workflow_input import stable_hash
+from minerflow.forking import frozen_for_fork
 from minerflow.io.atomic import atomic_dir
 from minerflow.io.locks import file_lock
 from minerflow.tracking.runs import warm_up_model_logging
@@ -155,6 +156,10 @@ class _PreloadingWorker(luigi.worker.Worker):
             preload_for_workers(self._pending[:1])
             del self._pending[0]
         super()._handle_next_task()
+
+    def _run_task(self, task_id: str) -> None:
+        with frozen_for_fork():  # luigi forks the task's process in here
+            super()._run_task(task_id)
 
 
 class _PreloadingFactory(luigi.interface._WorkerSchedulerFactory):

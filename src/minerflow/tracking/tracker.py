@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from minerflow.errors import MinerflowError
+from minerflow.forking import frozen_for_fork
 from minerflow.io.atomic import save_json
 from minerflow.io.locks import file_lock
 from minerflow.tracking.runs import SPOOL_ENV, warm_up_model_logging
@@ -87,7 +88,8 @@ class Tracker:
         if self._process is None:
             context = multiprocessing.get_context("fork")
             self._process = context.Process(target=self._serve, args=(os.getpid(),))
-            self._process.start()
+            with frozen_for_fork():
+                self._process.start()
 
     def finish(self, status: str) -> str | None:
         """End the run with ``status`` (FINISHED, FAILED or KILLED) once every record is logged.
