@@ -30,9 +30,15 @@ from minerflow.tracking.runs import (
     read_run,
     tracked_run,
 )
-from minerflow.tracking.spool import RECORD_TAG, log_record, pending_records
+from minerflow.tracking.spool import RECORD_SUFFIX, RECORD_TAG, log_record, pending_records
 from minerflow.tracking.store import client
-from minerflow.tracking.tracker import SPOOL_FOLDER, Tracker, TrackingFailedError, log_leftovers
+from minerflow.tracking.tracker import (
+    INVALID_FOLDER,
+    SPOOL_FOLDER,
+    Tracker,
+    TrackingFailedError,
+    log_leftovers,
+)
 
 
 @pytest.fixture
@@ -275,3 +281,27 @@ def test_records_of_a_run_killed_with_its_tracker_are_logged_by_the_next(
     for step in steps:  # each logged exactly once, under its parent
         assert len(find_runs(store, step)) == len(find_runs(store, step, parent)) == 1
     assert list((store / SPOOL_FOLDER).iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        ("{not json", "a minerflow tracking record (JSON"),
+        ('{"format": 99}', "format: expected 1 (a minerflow tracking record), got 99"),
+        ('{"format": 1, "experiment": "minerflow-sampling"}', "run_name: expected present"),
+    ],
+)
+def test_an_invalid_record_is_set_aside_with_a_warning(
+    store: Path, content: str, expected: str, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """A record that is not one must not stop the tracking of every later run."""
+    tracker = Tracker(store, "tok", _opener(store))
+    _child_records(store, ["sampling"])
+    bad = tracker.spool / f"0-0-bad{RECORD_SUFFIX}"
+    bad.write_text(content)
+    parent = tracker.finish("FINISHED")
+    assert len(find_runs(store, "sampling", parent)) == 1  # the good record still logged
+    kept = store / INVALID_FOLDER / bad.name
+    assert kept.read_text() == content
+    (line,) = [x for x in capfd.readouterr().err.splitlines() if "set aside" in x]
+    assert expected in line and str(kept) in line

@@ -23,18 +23,28 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from minerflow.errors import InputError
 from minerflow.io.atomic import save_json
 from minerflow.tracking.runs import RunLog, TrackedRun, flatten_params
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
-__all__ = ["RECORD_SUFFIX", "RECORD_TAG", "SpooledRun", "log_record", "pending_records"]
+__all__ = [
+    "RECORD_SUFFIX",
+    "RECORD_TAG",
+    "SpooledRun",
+    "log_record",
+    "pending_records",
+    "read_record",
+]
 
 RECORD_SUFFIX = ".run.json"
 RECORD_TAG = "minerflow.record"
 _PARENT_TAG = "mlflow.parentRunId"
 _FORMAT = 1
+_KEYS = ("experiment", "run_name", "tags", "params", "metrics", "artifacts", "models")
+_KEYS += ("start_time", "status", "end_time")
 
 
 def _now_ms() -> int:
@@ -93,6 +103,21 @@ def pending_records(spool: Path) -> list[Path]:
     return sorted(spool.glob(f"*{RECORD_SUFFIX}"))
 
 
+def read_record(path: Path) -> dict[str, Any]:
+    """A spool record, checked: a record that is not one raises :class:`InputError`."""
+    try:
+        record = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise InputError(path, None, f"a minerflow tracking record (JSON: {error})") from None
+    if not isinstance(record, dict) or record.get("format") != _FORMAT:
+        found = record.get("format") if isinstance(record, dict) else type(record).__name__
+        raise InputError(path, "format", f"{_FORMAT} (a minerflow tracking record), got {found!r}")
+    for key in _KEYS:
+        if key not in record:
+            raise InputError(path, key, "present in a tracking record")
+    return record
+
+
 def log_record(
     mlflow_client: MlflowClient, path: Path, parent_run_id: str | None, *, resumed: bool = False
 ) -> str:
@@ -103,9 +128,7 @@ def log_record(
     """
     from minerflow.tracking.store import experiment_id
 
-    record = json.loads(path.read_text())
-    if record.get("format") != _FORMAT:
-        raise ValueError(f"{path}: not a minerflow tracking record (format {_FORMAT})")
+    record = read_record(path)
     name = path.name.removesuffix(RECORD_SUFFIX)
     experiment = experiment_id(mlflow_client, record["experiment"])
     if resumed:

@@ -31,16 +31,17 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
-from minerflow.errors import MinerflowError
+from minerflow.errors import InputError, MinerflowError
 from minerflow.forking import frozen_for_fork
 from minerflow.io.atomic import save_json
 from minerflow.io.locks import file_lock
 from minerflow.tracking.runs import SPOOL_ENV, warm_up_model_logging
 from minerflow.tracking.spool import log_record, pending_records
 
-__all__ = ["SPOOL_FOLDER", "Tracker", "TrackingFailedError", "log_leftovers"]
+__all__ = ["INVALID_FOLDER", "SPOOL_FOLDER", "Tracker", "TrackingFailedError", "log_leftovers"]
 
 SPOOL_FOLDER = ".tracking-spool"
+INVALID_FOLDER = "tracking-invalid"
 _PARENT_FILE = "parent.json"
 _STOP_FILE = "stop.json"
 _ERROR_FILE = "error.txt"
@@ -170,7 +171,7 @@ class Tracker:
                 status = "KILLED"
             records = pending_records(self.spool)
             for record in records:
-                log_record(mlflow_client, record, parent)
+                _log_or_set_aside(self.workdir, mlflow_client, record, parent)
             if status is not None and not pending_records(self.spool):
                 return str(status)
             if not records and not warmed:
@@ -201,13 +202,30 @@ def log_leftovers(workdir: Path, parent: str | None, mlflow_client: Any = None) 
                 json.loads(parent_file.read_text())["run_id"] if parent_file.is_file() else None
             )
             for record in pending_records(folder):
-                log_record(mlflow_client, record, original or parent, resumed=True)
-                count += 1
+                count += _log_or_set_aside(
+                    workdir, mlflow_client, record, original or parent, resumed=True
+                )
             if original and mlflow_client.get_run(original).info.status == "RUNNING":
                 mlflow_client.set_terminated(original, "KILLED")
             shutil.rmtree(folder)
         (root / f"{folder.name}.lock").unlink(missing_ok=True)
     return count
+
+
+def _log_or_set_aside(
+    workdir: Path, mlflow_client: Any, record: Path, parent: str | None, resumed: bool = False
+) -> bool:
+    """Log ``record``; one that is not a valid record is moved to ``<workdir>/tracking-invalid``
+    with a warning instead, so that it cannot stop every later run's tracking."""
+    try:
+        log_record(mlflow_client, record, parent, resumed=resumed)
+    except InputError as error:
+        target = workdir / INVALID_FOLDER / record.name
+        target.parent.mkdir(exist_ok=True)
+        os.replace(record, target)
+        print(f"minerflow: warning: {error}; set aside as {target}", file=sys.stderr)
+        return False
+    return True
 
 
 def _parent_of(folder: Path) -> str | None:
