@@ -33,7 +33,7 @@ from typing import Any
 
 from minerflow.errors import InputError, MinerflowError
 from minerflow.forking import frozen_for_fork
-from minerflow.io.atomic import save_json
+from minerflow.io.atomic import atomic_path, save_json
 from minerflow.io.locks import file_lock
 from minerflow.tracking.runs import SPOOL_ENV, warm_up_model_logging
 from minerflow.tracking.spool import log_record, pending_records
@@ -67,9 +67,8 @@ class Tracker:
 
     :meth:`start` forks the process (best once the coordinator has loaded torch, which the
     logged models need: the fork shares it); :meth:`finish` tells it how the run ended and
-    waits for it. The spool folder is in
-    ``$MINERFLOW_TRACKING_SPOOL`` from construction to :meth:`finish`, so every task started
-    in between records its run there.
+    waits for it. The spool folder is in ``$MINERFLOW_TRACKING_SPOOL`` from construction to
+    :meth:`finish`, so every task started in between records its run there.
     """
 
     def __init__(self, workdir: Path, token: str, open_parent: ParentOpener) -> None:
@@ -134,7 +133,8 @@ class Tracker:
         try:
             self._log_until_stopped(coordinator)
         except BaseException as error:  # reported to the coordinator in one line
-            save_json(self.spool / _ERROR_FILE, f"{type(error).__name__}: {error}")
+            with atomic_path(self.spool / _ERROR_FILE) as tmp:
+                tmp.write_text(" ".join(f"{type(error).__name__}: {error}".split()))
             code = 1
         sys.stdout.flush()
         os._exit(code)  # not the coordinator's atexit handlers
