@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "PARENT_ENV",
+    "PARENT_TAG",
     "SPOOL_ENV",
     "RunLog",
     "RunRecord",
@@ -43,7 +44,7 @@ __all__ = [
 
 PARENT_ENV = "MINERFLOW_PARENT_RUN_ID"
 SPOOL_ENV = "MINERFLOW_TRACKING_SPOOL"
-_PARENT_TAG = "mlflow.parentRunId"
+PARENT_TAG = "mlflow.parentRunId"
 _KEY_CHARS = re.compile(r"[^\w\-./ ]")
 _MAX_PARAM_VALUE = 6000
 _BATCH = 100
@@ -229,7 +230,7 @@ def tracked_run(
     all_tags = {"minerflow.step": step, **provenance_tags(input_file, event_file)}
     parent = parent_run_id or os.environ.get(PARENT_ENV)
     if parent:
-        all_tags[_PARENT_TAG] = parent
+        all_tags[PARENT_TAG] = parent
     all_tags |= {k: str(v) for k, v in (tags or {}).items()}
     spool = os.environ.get(SPOOL_ENV)
     handle: RunLog
@@ -282,7 +283,7 @@ class RunRecord:
     @property
     def parent_run_id(self) -> str | None:
         """Id of the run this one is nested under, if any."""
-        return self.tags.get(_PARENT_TAG)
+        return self.tags.get(PARENT_TAG)
 
 
 def read_run(workdir: str | os.PathLike[str], run_id: str) -> RunRecord:
@@ -323,6 +324,6 @@ def find_runs(
     found = mlflow_client.get_experiment_by_name(experiment_name(step))
     if found is None:
         return []
-    query = f"tags.`{_PARENT_TAG}` = '{parent_run_id}'" if parent_run_id else ""
+    query = f"tags.`{PARENT_TAG}` = '{parent_run_id}'" if parent_run_id else ""
     runs = mlflow_client.search_runs([found.experiment_id], query, order_by=["start_time DESC"])
     return [r.info.run_id for r in runs]

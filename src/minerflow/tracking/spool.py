@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from minerflow.errors import InputError
 from minerflow.io.atomic import save_json
-from minerflow.tracking.runs import RunLog, TrackedRun, flatten_params
+from minerflow.tracking.runs import PARENT_TAG, RunLog, TrackedRun, flatten_params
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -41,7 +41,6 @@ __all__ = [
 
 RECORD_SUFFIX = ".run.json"
 RECORD_TAG = "minerflow.record"
-_PARENT_TAG = "mlflow.parentRunId"
 _FORMAT = 1
 _KEYS = ("experiment", "run_name", "tags", "params", "metrics", "artifacts", "models")
 _KEYS += ("start_time", "status", "end_time")
@@ -137,7 +136,7 @@ def log_record(
             mlflow_client.delete_run(run.info.run_id)
     tags = {RECORD_TAG: name, **record["tags"]}
     if parent_run_id:
-        tags.setdefault(_PARENT_TAG, parent_run_id)
+        tags.setdefault(PARENT_TAG, parent_run_id)
     run = mlflow_client.create_run(
         experiment, start_time=record["start_time"], tags=tags, run_name=record["run_name"]
     )
