@@ -42,8 +42,18 @@ __all__ = [
 RECORD_SUFFIX = ".run.json"
 RECORD_TAG = "minerflow.record"
 _FORMAT = 1
-_KEYS = ("experiment", "run_name", "tags", "params", "metrics", "artifacts", "models")
-_KEYS += ("start_time", "status", "end_time")
+_KEYS = (
+    "experiment",
+    "run_name",
+    "tags",
+    "params",
+    "metrics",
+    "artifacts",
+    "models",
+    "start_time",
+    "status",
+    "end_time",
+)
 
 
 def _now_ms() -> int:
