@@ -77,7 +77,7 @@ def console() -> None:
 
     Once the command is done and every ``atexit`` handler has run (log files flushed, child
     processes joined), tearing the interpreter down module by module only frees memory the
-    operating system frees anyway; with torch's compiler stack and MLflow loaded that takes
+    operating system frees anyway; with torch, matplotlib and MLflow loaded that takes
     about 2 s, longer than a ``minerflow run`` with nothing to do.
     """
     import atexit

@@ -236,7 +236,7 @@ def folder_key(readable: Mapping[str, Any], key_data: Mapping[str, Any], length:
     return "__".join([*parts, stable_hash(dict(key_data), length)])
 
 
-def output_lock(folder: Path) -> contextlib.AbstractContextManager[None]:
+def output_lock(folder: Path) -> contextlib.AbstractContextManager[bool]:
     """An exclusive lock for ``folder`` (a hidden sibling file); waits if another process has it.
 
     The kernel releases it when the holder dies, so a ``kill -9`` never leaves a stale lock.

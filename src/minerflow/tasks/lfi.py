@@ -696,25 +696,27 @@ def _workflow_run(
     workflow_input: Any,
     data_file: str | os.PathLike[str] | None,
     sweep: Any,
-) -> Iterator[str | None]:
-    """The run's parent MLflow run, with the sweep's parent inside; yields the latter's id."""
+) -> Iterator[None]:
+    """The run's parent MLflow run, with the sweep's parent inside (opened by the tracker,
+    which nests the step runs under the innermost: ``$MINERFLOW_PARENT_RUN_ID``)."""
     from minerflow.workflow.common import step_run
     from minerflow.workflow.sweeps import sweep_parent_run
 
-    with step_run(
-        "workflow",
-        root,
-        run_name="minerflow run",
-        params={**params, "settings": workflow_input.canonical_dict()},
-        input_file=workflow_input.source,
-        event_file=data_file or None,
-        export_as_parent=True,
+    with (
+        step_run(
+            "workflow",
+            root,
+            run_name="minerflow run",
+            params={**params, "settings": workflow_input.canonical_dict()},
+            input_file=workflow_input.source,
+            event_file=data_file or None,
+            export_as_parent=True,
+        ),
+        sweep_parent_run(root, sweep, input_file=workflow_input.source)
+        if sweep.axes
+        else contextlib.nullcontext(),
     ):
-        if not sweep.axes:
-            yield None
-            return
-        with sweep_parent_run(root, sweep, input_file=workflow_input.source) as parent:
-            yield parent.run_id
+        yield
 
 
 # what Train, Evaluate and Plot load, in the order they need it: loaded before luigi forks them
